@@ -1,0 +1,1 @@
+//! containerd integration: client backend and the snapshots gRPC service.

@@ -1,0 +1,1 @@
+//! Executors: native (namespaces, mounts, cgroups, capabilities, seccomp), oci-runtime (runc/crun).

@@ -1,0 +1,117 @@
+//! Snapshotters with containerd's semantics: overlayfs, native, fuse-overlayfs,
+//! metadata in an embedded database.
+//!
+//! The [`Snapshotter`] trait is the contract the rest of berth (unpack,
+//! executors, the containerd snapshots service) builds on. Its semantics are
+//! containerd's `snapshots.Snapshotter`, error kinds included.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Kind of a snapshot, as in containerd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Read-only view of a committed parent; cannot be committed.
+    View,
+    /// Writable; becomes a committed snapshot through `commit`.
+    Active,
+    /// Immutable; may be the parent of others.
+    Committed,
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::View => "View",
+            Kind::Active => "Active",
+            Kind::Committed => "Committed",
+        }
+    }
+}
+
+/// What `stat` and `walk` return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub kind: Kind,
+    /// The key (active/view) or name (committed).
+    pub name: String,
+    /// Name of the committed parent, if any.
+    pub parent: Option<String>,
+    pub labels: Labels,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+}
+
+/// Disk usage of one snapshot (its own layer, not its parents).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub size: i64,
+    pub inodes: i64,
+}
+
+/// A mount to perform, as containerd's `mount.Mount`: the caller mounts it
+/// at a target of its choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// `bind`, `overlay`, `fuse3.fuse-overlayfs`...
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// Error kinds a caller branches on (containerd's errdefs).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("snapshot {0}: not found")]
+    NotFound(String),
+    #[error("snapshot {0}: already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// containerd's snapshotter, synchronously. Implementations are safe to share
+/// between threads; every method is atomic with respect to the metadata.
+pub trait Snapshotter: Send + Sync {
+    /// The name the snapshotter is selected by (`overlayfs`, `native`, ...).
+    fn name(&self) -> &str;
+
+    fn stat(&self, key: &str) -> Result<Info>;
+
+    /// Update the labels of a snapshot. `fieldpaths` as containerd:
+    /// empty means all labels are replaced; `labels` replaces them;
+    /// `labels.KEY` sets or removes (when absent from `info`) one label.
+    fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info>;
+
+    fn usage(&self, key: &str) -> Result<Usage>;
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
+
+    /// A new active snapshot on a committed `parent` (or none).
+    fn prepare(&self, key: &str, parent: Option<&str>, labels: Labels) -> Result<Vec<Mount>>;
+
+    /// A new read-only view on a committed `parent` (or none).
+    fn view(&self, key: &str, parent: Option<&str>, labels: Labels) -> Result<Vec<Mount>>;
+
+    /// Turn the active snapshot `key` into the committed snapshot `name`.
+    fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()>;
+
+    /// Remove a snapshot; fails with FailedPrecondition while it has children.
+    fn remove(&self, key: &str) -> Result<()>;
+
+    /// Every snapshot matching all of `filters` (containerd filter syntax,
+    /// e.g. `kind==committed`, `labels."a.b"==c`, `parent~=x`). An empty
+    /// filter list matches all.
+    fn walk(&self, filters: &[String], f: &mut dyn FnMut(&Info) -> Result<()>) -> Result<()>;
+
+    /// Release resources; calling it twice is not an error.
+    fn close(&self) -> Result<()>;
+}

@@ -1,0 +1,3 @@
+//! The `berth` command: configuration, flags and the glue between the native core and the plugins.
+
+pub mod cli;

@@ -1,0 +1,1 @@
+//! Layer application through directory file descriptors: whiteouts, hardlinks, xattrs, devices, DiffID verification.

@@ -1,0 +1,1 @@
+//! containerd `WithPrivileged` as a spec-mutator.

@@ -1,0 +1,1 @@
+//! Test harness: backend registry, daemons in temp dirs, closers.
