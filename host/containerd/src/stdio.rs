@@ -1,0 +1,133 @@
+//! A task's stdout and stderr: FIFOs berth reads (relayed or captured), or
+//! a log file the shim itself appends to.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rustix::fs::{CWD, Mode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// Where a task's output goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stdio {
+    /// Discarded.
+    #[default]
+    Null,
+    /// Copied to this process's stdout and stderr while the task runs.
+    Inherit,
+    /// Collected in memory and returned when the task exits.
+    Capture,
+    /// The shim appends stdout and stderr to `<dir>/<id>.log`; the file
+    /// outlives berth and the container, and `logs` reads it.
+    LogDir(PathBuf),
+}
+
+/// What a task wrote, when captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// The container label recording the log file of a `LogDir` container.
+pub(crate) const LOG_PATH_LABEL: &str = "berth.io/log-path";
+
+/// The IO of one task, set up before the task is created.
+pub(crate) struct TaskIo {
+    pub stdout: String,
+    pub stderr: String,
+    pub log_path: Option<PathBuf>,
+    copiers: Option<(JoinHandle<std::io::Result<Vec<u8>>>, JoinHandle<std::io::Result<Vec<u8>>>)>,
+    _fifo_dir: Option<tempfile::TempDir>,
+}
+
+impl TaskIo {
+    /// FIFOs or a log file for task `id`. FIFOs are opened for reading now
+    /// (non-blocking; Linux reports no hang-up until a writer came), so the
+    /// shim's blocking open for writing finds its reader.
+    pub fn open(stdio: &Stdio, id: &str) -> anyhow::Result<TaskIo> {
+        let mut io = TaskIo { stdout: String::new(), stderr: String::new(), log_path: None, copiers: None, _fifo_dir: None };
+        match stdio {
+            Stdio::Null => {}
+            Stdio::LogDir(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating log dir {}", dir.display()))?;
+                let dir = dir.canonicalize().with_context(|| format!("log dir {}", dir.display()))?;
+                let path = dir.join(format!("{id}.log"));
+                let uri = format!("file://{}", path.display());
+                (io.stdout, io.stderr, io.log_path) = (uri.clone(), uri, Some(path));
+            }
+            Stdio::Inherit | Stdio::Capture => {
+                let dir = tempfile::Builder::new().prefix("berth-io-").tempdir().context("creating a dir for the task's FIFOs")?;
+                let (out_sink, err_sink) =
+                    if *stdio == Stdio::Capture { (Sink::Keep, Sink::Keep) } else { (Sink::Stdout, Sink::Stderr) };
+                let stdout = make_fifo(dir.path(), &format!("{id}-stdout"))?;
+                let stderr = make_fifo(dir.path(), &format!("{id}-stderr"))?;
+                let out = tokio::spawn(copy(open_reader(&stdout)?, out_sink));
+                let err = tokio::spawn(copy(open_reader(&stderr)?, err_sink));
+                io.stdout = stdout.to_string_lossy().into_owned();
+                io.stderr = stderr.to_string_lossy().into_owned();
+                io.copiers = Some((out, err));
+                io._fifo_dir = Some(dir);
+            }
+        }
+        Ok(io)
+    }
+
+    /// Waits for the shim to close both FIFOs (the task exited and its
+    /// output is drained) and returns what was captured.
+    pub async fn finish(mut self) -> anyhow::Result<Output> {
+        let Some((out, err)) = self.copiers.take() else { return Ok(Output::default()) };
+        let stdout = out.await.context("stdout copier")?.context("reading the task's stdout")?;
+        let stderr = err.await.context("stderr copier")?.context("reading the task's stderr")?;
+        Ok(Output { stdout, stderr })
+    }
+}
+
+impl Drop for TaskIo {
+    fn drop(&mut self) {
+        if let Some((out, err)) = self.copiers.take() {
+            out.abort();
+            err.abort();
+        }
+    }
+}
+
+fn make_fifo(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    rustix::fs::mkfifoat(CWD, &path, Mode::from_raw_mode(0o600)).with_context(|| format!("creating FIFO {}", path.display()))?;
+    Ok(path)
+}
+
+fn open_reader(path: &Path) -> anyhow::Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(path)
+        .with_context(|| format!("opening FIFO {} for reading", path.display()))
+}
+
+enum Sink {
+    Keep,
+    Stdout,
+    Stderr,
+}
+
+async fn copy(mut from: impl AsyncRead + Unpin, sink: Sink) -> std::io::Result<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(kept);
+        }
+        match sink {
+            Sink::Keep => kept.extend_from_slice(&buf[..n]),
+            Sink::Stdout => write_all(tokio::io::stdout(), &buf[..n]).await?,
+            Sink::Stderr => write_all(tokio::io::stderr(), &buf[..n]).await?,
+        }
+    }
+}
+
+async fn write_all(mut to: impl tokio::io::AsyncWrite + Unpin, data: &[u8]) -> std::io::Result<()> {
+    to.write_all(data).await?;
+    to.flush().await
+}
