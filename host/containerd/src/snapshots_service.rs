@@ -205,7 +205,17 @@ pub async fn serve(
     snapshotter: Arc<dyn Snapshotter>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let listener = bind(path)?;
+    serve_on(bind(path)?, path, snapshotter, shutdown).await
+}
+
+/// [`serve`] on a listener already bound to `path` (see [`bind`]), so a
+/// caller knows the socket exists before it starts a client.
+pub async fn serve_on(
+    listener: tokio::net::UnixListener,
+    path: &Path,
+    snapshotter: Arc<dyn Snapshotter>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let service = SnapshotsService::new(snapshotter.clone()).into_server();
     let result = tonic::transport::Server::builder()
         .add_service(service)
