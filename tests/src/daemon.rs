@@ -102,6 +102,15 @@ impl ContainerdDaemon {
             let dir = dir.clone();
             closers.push(format!("unmounting under {}", dir.display()), move || mounts::unmount_all_under(&dir));
         }
+        // Namespaces the daemon had, learnt while deleting its tasks.
+        let namespaces = Arc::new(Mutex::new(Vec::<String>::new()));
+        {
+            let namespaces = namespaces.clone();
+            closers.push("removing per-namespace cgroup and runc dirs", move || {
+                remove_namespace_dirs(&namespaces.lock().unwrap());
+                Ok(())
+            });
+        }
         let address = dir.join("containerd.sock");
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, config.render(&dir))?;
@@ -131,7 +140,7 @@ impl ContainerdDaemon {
         }
         {
             let address = address.clone();
-            closers.push("deleting tasks", move || delete_all_tasks(&address));
+            closers.push("deleting tasks", move || delete_all_tasks(&address, &namespaces));
         }
         let daemon = ContainerdDaemon { dir, address, log_path, pid, closers };
         daemon.wait_for_socket(&mut child.lock().unwrap())?;
@@ -211,7 +220,7 @@ impl ContainerdDaemon {
 
 /// Kills and deletes every task in every namespace through `ctr`, so the
 /// shims unmount the rootfs, remove the cgroups and exit by themselves.
-fn delete_all_tasks(address: &Path) -> Result<()> {
+fn delete_all_tasks(address: &Path, seen: &Mutex<Vec<String>>) -> Result<()> {
     if std::os::unix::net::UnixStream::connect(address).is_err() {
         return Ok(()); // the daemon never came up or is gone: nothing to ask
     }
@@ -223,10 +232,25 @@ fn delete_all_tasks(address: &Path) -> Result<()> {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
     for namespace in ctr(&["namespaces", "ls", "-q"])?.lines() {
+        seen.lock().unwrap().push(namespace.to_string());
         let tasks = ctr(&["--namespace", namespace, "tasks", "ls", "-q"])?;
         for task in tasks.lines() {
             ctr(&["--namespace", namespace, "tasks", "delete", "--force", task])?;
         }
     }
     Ok(())
+}
+
+/// containerd creates `/<namespace>` cgroups and the shims runc state dirs
+/// `/run/containerd/runc/<namespace>`, and never removes them. Removes
+/// them when empty (another daemon may share the name: then they stay).
+fn remove_namespace_dirs(namespaces: &[String]) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    let hierarchies: Vec<PathBuf> = hierarchies.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    for namespace in namespaces {
+        for hierarchy in hierarchies.iter().chain(std::iter::once(&PathBuf::from("/sys/fs/cgroup"))) {
+            std::fs::remove_dir(hierarchy.join(namespace)).ok();
+        }
+        std::fs::remove_dir(Path::new("/run/containerd/runc").join(namespace)).ok();
+    }
 }

@@ -10,7 +10,8 @@ use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
-    GetContainerRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    GetContainerRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, UpdateContainerRequest,
+    WaitRequest,
 };
 use containerd_client::types::v1::Status;
 use oci_spec::image::ImageConfiguration;
@@ -24,6 +25,8 @@ use crate::stdio::{LOG_PATH_LABEL, Output, Stdio, TaskIo};
 use crate::{DEFAULT_SNAPSHOTTER, images, lease, spec, unpack};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The container label keeping the exit status once its task is deleted.
+const EXIT_STATUS_LABEL: &str = "berth.io/exit-status";
 
 /// What `run` (and `create`) need.
 #[derive(Debug, Clone)]
@@ -296,6 +299,12 @@ impl ContainerdBackend {
             }
             let status = waiter.await.map_err(|e| anyhow::anyhow!("waiting for {}: {e}", request.id))??;
             let output = task.output().await?;
+            // Deleting the exited task lets its shim finish copying output
+            // into a log file and exit; the status stays on the container.
+            self.delete_task(&request.id).await?;
+            if !request.rm {
+                self.record_exit(&request.id, status).await?;
+            }
             Ok(RunOutcome { status, output })
         }
         .await;
@@ -315,7 +324,6 @@ impl ContainerdBackend {
     /// file (`Stdio::LogDir`) is kept.
     pub async fn delete(&self, id: &str, force: bool) -> Result<Option<ExitStatus>> {
         let container = self.get_container(id).await?;
-        let mut status = None;
         match self.task_state(id).await? {
             (TaskState::None, _) => {}
             (TaskState::Running | TaskState::Paused | TaskState::Created, _) if !force => {
@@ -327,20 +335,7 @@ impl ContainerdBackend {
                 self.wait(id).await?;
             }
         }
-        let deleted = TasksClient::new(self.conn.channel.clone())
-            .delete(self.conn.req(DeleteTaskRequest { container_id: id.to_string() }))
-            .await;
-        match deleted {
-            Ok(response) => {
-                let response = response.into_inner();
-                status = Some(ExitStatus {
-                    code: response.exit_status,
-                    exited_at: response.exited_at.and_then(|t| SystemTime::try_from(t).ok()),
-                });
-            }
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(Error::grpc(format!("deleting the task of container {id}"), s)),
-        }
+        let status = self.delete_task(id).await?.or_else(|| recorded_exit(&container));
         ContainersClient::new(self.conn.channel.clone())
             .delete(self.conn.req(DeleteContainerRequest { id: id.to_string() }))
             .await
@@ -355,6 +350,43 @@ impl ContainerdBackend {
         Ok(status)
     }
 
+    /// Deletes the task of container `id` (it must have exited); returns its
+    /// exit status, None when there was no task.
+    pub async fn delete_task(&self, id: &str) -> Result<Option<ExitStatus>> {
+        let deleted = TasksClient::new(self.conn.channel.clone())
+            .delete(self.conn.req(DeleteTaskRequest { container_id: id.to_string() }))
+            .await;
+        match deleted {
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok(Some(ExitStatus {
+                    code: response.exit_status,
+                    exited_at: response.exited_at.and_then(|t| SystemTime::try_from(t).ok()),
+                }))
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(Error::grpc(format!("deleting the task of container {id}"), s)),
+        }
+    }
+
+    /// Keeps a finished task's exit status on its container, for `list`.
+    async fn record_exit(&self, id: &str, status: ExitStatus) -> Result<()> {
+        let container = Container {
+            id: id.to_string(),
+            labels: HashMap::from([(EXIT_STATUS_LABEL.to_string(), status.code.to_string())]),
+            ..Default::default()
+        };
+        let request = UpdateContainerRequest {
+            container: Some(container),
+            update_mask: Some(prost_types::FieldMask { paths: vec![format!("labels.{EXIT_STATUS_LABEL}")] }),
+        };
+        ContainersClient::new(self.conn.channel.clone())
+            .update(self.conn.req(request))
+            .await
+            .context(|| format!("recording the exit status of container {id}"))?;
+        Ok(())
+    }
+
     /// Every container of the namespace with its task's state.
     pub async fn list(&self) -> Result<Vec<ContainerSummary>> {
         let containers = ContainersClient::new(self.conn.channel.clone())
@@ -364,7 +396,10 @@ impl ContainerdBackend {
             .containers;
         let mut summaries = Vec::with_capacity(containers.len());
         for container in containers {
-            let (state, pid) = self.task_state(&container.id).await?;
+            let (mut state, pid) = self.task_state(&container.id).await?;
+            if let (TaskState::None, Some(exit)) = (state, recorded_exit(&container)) {
+                state = TaskState::Stopped { exit_code: exit.code };
+            }
             summaries.push(ContainerSummary {
                 state,
                 pid,
@@ -442,6 +477,12 @@ impl ContainerdBackend {
             Err(status) => Err(Error::grpc(format!("{what} container {id}"), status)),
         }
     }
+}
+
+/// The exit status `run` recorded on a container whose task it deleted.
+fn recorded_exit(container: &Container) -> Option<ExitStatus> {
+    let code = container.labels.get(EXIT_STATUS_LABEL)?.parse().ok()?;
+    Some(ExitStatus { code, exited_at: None })
 }
 
 fn libc_sigkill() -> u32 {

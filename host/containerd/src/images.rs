@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::namespaces_client::NamespacesClient;
-use containerd_client::services::v1::{CreateImageRequest, GetImageRequest, GetNamespaceRequest, Image, UpdateImageRequest};
+use containerd_client::services::v1::{CreateImageRequest, GetImageRequest, Image, ListNamespacesRequest, UpdateImageRequest};
 use containerd_client::types::Descriptor;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, Platform};
 
@@ -142,15 +142,17 @@ pub(crate) async fn get(conn: &Conn, name: &str) -> Result<Image> {
     }
 }
 
-/// NamespaceNotFound unless the connection's namespace exists.
+/// NamespaceNotFound unless the connection's namespace exists. (containerd
+/// 1.6 answers Namespaces.Get for any name, so the list is asked.)
 pub(crate) async fn check_namespace(conn: &Conn) -> Result<()> {
-    let request = GetNamespaceRequest { name: conn.namespace.clone() };
-    match NamespacesClient::new(conn.channel.clone()).get(tonic::Request::new(request)).await {
-        Ok(_) => Ok(()),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            Err(Error::NamespaceNotFound { namespace: conn.namespace.clone(), address: conn.address.clone() })
-        }
-        Err(status) => Err(Error::grpc(format!("looking up namespace {}", conn.namespace), status)),
+    let listed = NamespacesClient::new(conn.channel.clone())
+        .list(tonic::Request::new(ListNamespacesRequest { filter: String::new() }))
+        .await
+        .context(|| "listing namespaces".to_string())?;
+    if listed.namespaces.iter().any(|ns| ns.name == conn.namespace) {
+        Ok(())
+    } else {
+        Err(Error::NamespaceNotFound { namespace: conn.namespace.clone(), address: conn.address.clone() })
     }
 }
 

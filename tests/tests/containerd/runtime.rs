@@ -16,7 +16,6 @@ use crate::module::{Module, ModuleTrial};
 pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
     vec![
         ("runtime::binary_name_runc_wrapper", ModuleTrial::WithDaemon(binary_name_runc_wrapper)),
-        ("runtime::binary_name_crun_wrapper", ModuleTrial::WithDaemon(binary_name_crun_wrapper)),
     ]
 }
 
@@ -56,8 +55,4 @@ fn run_through(module: &Module, target: &str) -> Result<()> {
 
 fn binary_name_runc_wrapper(module: &Module) -> Result<()> {
     run_through(module, "runc")
-}
-
-fn binary_name_crun_wrapper(module: &Module) -> Result<()> {
-    run_through(module, "crun")
 }
