@@ -81,8 +81,11 @@ pub fn select(registry: Vec<Box<dyn Backend>>, wanted: Option<&str>) -> anyhow::
     Ok(registry.into_iter().filter(|b| names.contains(&b.name())).collect())
 }
 
+/// A selected backend, with why it is skipped when it is.
+pub type Selected = (Box<dyn Backend>, Option<SkipReason>);
+
 /// The selected backends, printing a line for each that is skipped and why.
-pub fn selected_from_env() -> anyhow::Result<Vec<(Box<dyn Backend>, Option<SkipReason>)>> {
+pub fn selected_from_env() -> anyhow::Result<Vec<Selected>> {
     let wanted = std::env::var("BERTH_TEST_BACKENDS").ok();
     let backends = select(registry(), wanted.as_deref())?;
     Ok(backends

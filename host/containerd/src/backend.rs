@@ -308,12 +308,12 @@ impl ContainerdBackend {
             Ok(RunOutcome { status, output })
         }
         .await;
-        if request.rm {
-            if let Err(err) = self.delete(&request.id, true).await {
-                tracing::warn!(id = %request.id, "removing the container: {err}");
-                if result.is_ok() {
-                    return Err(err);
-                }
+        if request.rm
+            && let Err(err) = self.delete(&request.id, true).await
+        {
+            tracing::warn!(id = %request.id, "removing the container: {err}");
+            if result.is_ok() {
+                return Err(err);
             }
         }
         result

@@ -16,10 +16,10 @@ pub fn prepare_for_containerd(spec: &mut Spec, namespace: &str, id: &str) {
     let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
     let root = RootBuilder::default().path(ROOTFS_PATH).readonly(readonly).build().expect("path is set");
     spec.set_root(Some(root));
-    if let Some(linux) = spec.linux_mut() {
-        if linux.cgroups_path().is_none() {
-            linux.set_cgroups_path(Some(format!("/{namespace}/{id}").into()));
-        }
+    if let Some(linux) = spec.linux_mut()
+        && linux.cgroups_path().is_none()
+    {
+        linux.set_cgroups_path(Some(format!("/{namespace}/{id}").into()));
     }
 }
 

@@ -33,12 +33,16 @@ pub struct Output {
 /// The container label recording the log file of a `LogDir` container.
 pub(crate) const LOG_PATH_LABEL: &str = "berth.io/log-path";
 
+/// Copies one FIFO until EOF; returns what it kept.
+type Copier = JoinHandle<std::io::Result<Vec<u8>>>;
+
 /// The IO of one task, set up before the task is created.
 pub(crate) struct TaskIo {
     pub stdout: String,
     pub stderr: String,
     pub log_path: Option<PathBuf>,
-    copiers: Option<(JoinHandle<std::io::Result<Vec<u8>>>, JoinHandle<std::io::Result<Vec<u8>>>)>,
+    /// stdout's and stderr's copier.
+    copiers: Option<(Copier, Copier)>,
     _fifo_dir: Option<tempfile::TempDir>,
 }
 
@@ -130,4 +134,39 @@ async fn copy(mut from: impl AsyncRead + Unpin, sink: Sink) -> std::io::Result<V
 async fn write_all(mut to: impl tokio::io::AsyncWrite + Unpin, data: &[u8]) -> std::io::Result<()> {
     to.write_all(data).await?;
     to.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The FIFO mechanics without containerd: the reader is open before any
+    /// writer (as before the shim's open), sees no EOF until a writer came
+    /// and went, and keeps stdout and stderr apart.
+    #[tokio::test]
+    async fn capture_reads_until_the_writer_closes() {
+        let io = TaskIo::open(&Stdio::Capture, "c1").unwrap();
+        let (stdout, stderr) = (PathBuf::from(&io.stdout), PathBuf::from(&io.stderr));
+        let writer = std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new().write(true).open(&stdout).unwrap();
+            let mut err = std::fs::OpenOptions::new().write(true).open(&stderr).unwrap();
+            out.write_all(b"hello ").unwrap();
+            err.write_all(b"oops").unwrap();
+            out.write_all(b"world").unwrap();
+        });
+        let output = io.finish().await.unwrap();
+        writer.join().unwrap();
+        assert_eq!(output, Output { stdout: b"hello world".to_vec(), stderr: b"oops".to_vec() });
+    }
+
+    #[test]
+    fn log_dir_gives_one_file_uri_for_both_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = TaskIo::open(&Stdio::LogDir(dir.path().join("logs")), "c2").unwrap();
+        let path = dir.path().canonicalize().unwrap().join("logs/c2.log");
+        assert_eq!(io.stdout, format!("file://{}", path.display()));
+        assert_eq!(io.stdout, io.stderr);
+        assert_eq!(io.log_path.as_deref(), Some(path.as_path()));
+    }
 }

@@ -67,7 +67,9 @@ fn main() -> ExitCode {
     let module = Arc::new(module::LazyModule::new(image.clone()));
     if containerd_selected {
         for (name, trial) in module::trials() {
-            let (module, skip) = (module.clone(), containerd_skip.clone());
+            // Trials that need no daemon run even where containerd is missing.
+            let needs_daemon = !matches!(trial, module::ModuleTrial::Standalone(_));
+            let (module, skip) = (module.clone(), containerd_skip.clone().filter(|_| needs_daemon));
             trials.push(Trial::ignorable_test(format!("containerd-api::{name}"), move || {
                 if let Some(reason) = skip {
                     return Ok(Completion::ignored_with(reason));

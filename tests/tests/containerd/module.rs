@@ -22,8 +22,11 @@ use crate::{IMAGE_NAME, failed_with_logs, panic_message};
 pub const PROXY: &str = "berth";
 
 pub enum ModuleTrial {
-    /// Needs no daemon.
+    /// Needs no containerd.
     Standalone(fn() -> anyhow::Result<()>),
+    /// Starts a containerd of its own (a config of its own).
+    OwnDaemon(fn() -> anyhow::Result<()>),
+    /// Uses the module's containerd.
     WithDaemon(fn(&Module) -> anyhow::Result<()>),
 }
 
@@ -99,10 +102,10 @@ impl Module {
 impl Drop for Module {
     fn drop(&mut self) {
         // The daemon (and its shims) first, then the snapshotter it used.
-        if let Some(daemon) = self.daemon.take() {
-            if let Err(err) = daemon.stop() {
-                eprintln!("stopping the module's containerd: {err:#}");
-            }
+        if let Some(daemon) = self.daemon.take()
+            && let Err(err) = daemon.stop()
+        {
+            eprintln!("stopping the module's containerd: {err:#}");
         }
         if let Some((stop, server)) = self.server.take() {
             stop.send(()).ok();
@@ -127,7 +130,7 @@ impl LazyModule {
 
     pub fn run_trial(&self, trial: ModuleTrial) -> Result<(), Failed> {
         match trial {
-            ModuleTrial::Standalone(f) => match catch_unwind(f) {
+            ModuleTrial::Standalone(f) | ModuleTrial::OwnDaemon(f) => match catch_unwind(f) {
                 Ok(result) => result.map_err(|e| Failed::from(format!("{e:#}"))),
                 Err(panic) => Err(Failed::from(panic_message(&panic))),
             },
