@@ -37,14 +37,7 @@ impl Conn {
             Ok(meta) if !meta.file_type().is_socket() => return Err(dead("not a unix socket".into())),
             Ok(_) => {}
         }
-        let path = address.to_path_buf();
-        // The URI is required by tonic and unused: the connector dials the socket.
-        let endpoint = Endpoint::from_static("http://containerd").connect_timeout(timeout);
-        let connecting = endpoint.connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }));
-        let channel = match tokio::time::timeout(timeout, connecting).await {
+        let channel = match tokio::time::timeout(timeout, unix_channel(address, timeout)).await {
             Err(_) => return Err(dead(format!("no connection within {timeout:?}"))),
             Ok(Err(err)) => return Err(dead(error_chain(&err))),
             Ok(Ok(channel)) => channel,
@@ -79,6 +72,20 @@ impl Conn {
         }
         request
     }
+}
+
+/// A gRPC channel over the unix socket `path` (containerd's, or any
+/// gRPC service such as berth's snapshots service).
+pub async fn unix_channel(path: &Path, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    let path = path.to_path_buf();
+    // The URI is required by tonic and unused: the connector dials the socket.
+    Endpoint::from_static("http://localhost")
+        .connect_timeout(connect_timeout)
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
 }
 
 /// containerd's rule for namespace names: letters, digits, `.`, `_`, `-`,

@@ -24,6 +24,7 @@ mod stdio;
 pub mod unpack;
 
 pub use backend::{ContainerSummary, ContainerdBackend, CreatedTask, ExitStatus, RunOutcome, RunRequest, TaskState};
+pub use connect::unix_channel;
 pub use error::Error;
 pub use runtime_options::{RUNC_V2, RuntimeSelection};
 pub use stdio::{Output, Stdio};

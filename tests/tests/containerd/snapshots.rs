@@ -35,13 +35,7 @@ pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
 }
 
 async fn channel(path: &Path) -> Result<Channel> {
-    let path = path.to_path_buf();
-    Ok(tonic::transport::Endpoint::from_static("http://snapshots")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
-        .await?)
+    Ok(berth_containerd::unix_channel(path, std::time::Duration::from_secs(5)).await?)
 }
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
