@@ -3,8 +3,10 @@
 //! ([`berth_containerd::ContainerdBackend`]), with a built-in or proxy
 //! snapshotter and a runc v2 runtime binary of choice.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use berth_containerd::{ContainerdBackend, RunRequest, RuntimeSelection, Stdio};
@@ -13,6 +15,8 @@ use crate::backend::{Backend, ContainerRun, RunResult, RunningBackend, SkipReaso
 use crate::closers::Closers;
 use crate::daemon::{ContainerdDaemon, DaemonConfig};
 use crate::image::TestImage;
+use crate::logs::read_log;
+use crate::process;
 
 /// The namespace the backends work in.
 pub const NAMESPACE: &str = "berth-test";
@@ -53,6 +57,66 @@ impl ContainerdTestBackend {
             snapshotter: SnapshotterSetup::Builtin("overlayfs".into()),
             runtime: RuntimeSelection::default(),
             required: ["containerd", "ctr", "containerd-shim-runc-v2", "runc"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// `berth snapshotter serve` as the proxy snapshotter `name`: started as a
+/// child with its own root and log in `dir`'s temp dir, waited for, stopped
+/// by pid after the daemon. For `containerd+berth-snapshotter`.
+pub fn serve_with_berth_cli(berth: PathBuf, snapshotter: String) -> ServeSnapshotter {
+    Arc::new(move |socket: &Path, closers: &mut Closers| {
+        let dir = tempfile::Builder::new().prefix("berth-snapshotter-").tempdir()?.keep();
+        {
+            let dir = dir.clone();
+            closers.push(format!("removing {}", dir.display()), move || Ok(std::fs::remove_dir_all(&dir)?));
+        }
+        let log_path = dir.join("berth-snapshotter.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = Command::new(&berth)
+            .arg("--root")
+            .arg(dir.join("root"))
+            .args(["snapshotter", "serve", "--snapshotter", &snapshotter, "--address"])
+            .arg(socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", berth.display()))?;
+        let waited = process::wait_for_socket(socket, &mut child, Duration::from_secs(20), || read_log(&log_path));
+        let pid = child.id();
+        let child = Arc::new(Mutex::new(child));
+        closers.push(format!("stopping berth snapshotter serve (pid {pid})"), move || {
+            process::stop_child(&mut child.lock().unwrap(), Duration::from_secs(10))
+        });
+        waited.with_context(|| format!("{} snapshotter serve", berth.display()))
+    })
+}
+
+impl ContainerdTestBackend {
+    /// containerd using berth's snapshotter `snapshotter` through
+    /// `berth snapshotter serve` (the `containerd+berth-snapshotter` backend).
+    pub fn with_berth_snapshotter(berth: PathBuf, snapshotter: &str) -> Self {
+        let mut required = Self::plain().required;
+        required.push(berth.to_string_lossy().into_owned());
+        ContainerdTestBackend {
+            name: "containerd+berth-snapshotter".into(),
+            snapshotter: SnapshotterSetup::Proxy { name: "berth".into(), serve: serve_with_berth_cli(berth, snapshotter.into()) },
+            runtime: RuntimeSelection::default(),
+            required,
+        }
+    }
+
+    /// containerd's runc shim running berth's runc-compatible CLI (the
+    /// `containerd+berth-runtime` backend).
+    pub fn with_berth_runtime(berth_runtime: PathBuf) -> Self {
+        let mut required = Self::plain().required;
+        required.push(berth_runtime.to_string_lossy().into_owned());
+        ContainerdTestBackend {
+            name: "containerd+berth-runtime".into(),
+            runtime: RuntimeSelection::runc_binary(berth_runtime),
+            required,
+            ..Self::plain()
         }
     }
 }

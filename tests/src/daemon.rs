@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -150,23 +150,7 @@ impl ContainerdDaemon {
     /// Waits until the socket accepts connections; fails early, with the
     /// daemon's log, when the daemon exits.
     fn wait_for_socket(&self, child: &mut std::process::Child) -> Result<()> {
-        let deadline = Instant::now() + SOCKET_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                anyhow::bail!("containerd exited ({status}) before serving {}:\n{}", self.address.display(), self.logs());
-            }
-            if std::os::unix::net::UnixStream::connect(&self.address).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "containerd did not serve {} within {SOCKET_TIMEOUT:?}:\n{}",
-                    self.address.display(),
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        process::wait_for_socket(&self.address, child, SOCKET_TIMEOUT, || self.logs()).context("containerd")
     }
 
     pub fn address(&self) -> &Path {

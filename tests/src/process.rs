@@ -33,6 +33,24 @@ fn signal(pid: u32, signal: Signal) {
     }
 }
 
+/// Waits until `socket` accepts connections; fails early when `child`
+/// exits first, and after `timeout`. `logs` says what to show with the error.
+pub fn wait_for_socket(socket: &Path, child: &mut Child, timeout: Duration, logs: impl Fn() -> String) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("exited ({status}) before serving {}:\n{}", socket.display(), logs());
+        }
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("did not serve {} within {timeout:?}:\n{}", socket.display(), logs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A process's argv, or None when it is gone or unreadable.
 fn cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -106,6 +124,26 @@ pub fn kill_shims(address: &Path) -> Vec<Shim> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_for_socket_fails_early_when_the_process_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("never.sock");
+        let mut child = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let err = wait_for_socket(&socket, &mut child, Duration::from_secs(60), || "the log".into()).unwrap_err().to_string();
+        assert!(err.contains("exited") && err.contains("the log"), "{err}");
+
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let err = wait_for_socket(&socket, &mut child, Duration::from_millis(100), String::new).unwrap_err().to_string();
+        assert!(err.contains("did not serve"), "{err}");
+        stop_child(&mut child, Duration::from_secs(5)).unwrap();
+
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        wait_for_socket(&socket, &mut child, Duration::from_secs(60), String::new).unwrap();
+        stop_child(&mut child, Duration::from_secs(5)).unwrap();
+        drop(listener);
+    }
 
     #[test]
     fn parent_of_reads_proc_stat() {

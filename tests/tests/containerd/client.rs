@@ -17,6 +17,7 @@ use crate::module::{Module, ModuleTrial};
 
 pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
     vec![
+        ("spec::fixture_is_ctr_oci_spec", ModuleTrial::OwnDaemon(fixture_is_ctr_oci_spec)),
         ("client::import_tar_and_unpack_like_containerd", ModuleTrial::WithDaemon(import_tar_and_unpack_like_containerd)),
         ("client::log_dir_list_logs_delete", ModuleTrial::WithDaemon(log_dir_list_logs_delete)),
         ("client::kill_reports_the_signal", ModuleTrial::WithDaemon(kill_reports_the_signal)),
@@ -145,4 +146,14 @@ fn memory_limit_in_the_host_cgroup(module: &Module) -> Result<()> {
     })();
     module.block_on(client.delete(&id, true))?;
     result
+}
+
+/// The cases' base spec is what this containerd's `ctr oci spec` prints.
+fn fixture_is_ctr_oci_spec() -> Result<()> {
+    let output = std::process::Command::new("ctr").args(["oci", "spec"]).output()?;
+    ensure!(output.status.success(), "ctr oci spec: {}", String::from_utf8_lossy(&output.stderr));
+    let live: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let fixture: serde_json::Value = serde_json::from_str(berth_tests::spec::CONTAINERD_DEFAULT_SPEC)?;
+    ensure!(live == fixture, "ctr oci spec differs from fixtures/containerd-1.6-default-spec.json:\n{live:#}");
+    Ok(())
 }
