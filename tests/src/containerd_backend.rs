@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_containerd::{ContainerdBackend, RunRequest, RuntimeSelection, Stdio};
+use berth_snapshot::Snapshotter;
 
 use crate::backend::{Backend, ContainerRun, RunResult, RunningBackend, SkipReason, require_binary, require_root};
 use crate::closers::Closers;
@@ -90,6 +91,31 @@ pub fn serve_with_berth_cli(berth: PathBuf, snapshotter: String) -> ServeSnapsho
             process::stop_child(&mut child.lock().unwrap(), Duration::from_secs(10))
         });
         waited.with_context(|| format!("{} snapshotter serve", berth.display()))
+    })
+}
+
+/// A snapshots service in this process (its own async runtime) serving
+/// `snapshotter`; stopped by the closer it registers.
+pub fn serve_in_process(snapshotter: Arc<dyn Snapshotter>) -> ServeSnapshotter {
+    Arc::new(move |socket: &Path, closers: &mut Closers| {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let listener = {
+            let _entered = runtime.enter();
+            berth_containerd::snapshots_service::bind(socket)?
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (socket, snapshotter) = (socket.to_path_buf(), snapshotter.clone());
+        let server = runtime.spawn(async move {
+            let stopped = async {
+                stopped.await.ok();
+            };
+            berth_containerd::snapshots_service::serve_on(listener, &socket, snapshotter, stopped).await
+        });
+        closers.push("stopping the in-process snapshots service", move || {
+            stop.send(()).ok();
+            runtime.block_on(server)?
+        });
+        Ok(())
     })
 }
 

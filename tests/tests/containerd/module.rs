@@ -8,13 +8,12 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use berth_containerd::ContainerdBackend;
-use berth_tests::containerd_backend::NAMESPACE;
+use berth_tests::closers::Closers;
+use berth_tests::containerd_backend::{NAMESPACE, serve_in_process};
 use berth_tests::copy_snapshotter::CopySnapshotter;
 use berth_tests::daemon::{ContainerdDaemon, DaemonConfig};
 use berth_tests::image::TestImage;
 use libtest_mimic::Failed;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::{IMAGE_NAME, failed_with_logs, panic_message};
 
@@ -44,7 +43,8 @@ pub struct Module {
     pub runtime: tokio::runtime::Runtime,
     pub client: ContainerdBackend,
     pub copy: Arc<CopySnapshotter>,
-    server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    /// Stops the snapshots service, after the daemon.
+    server: Closers,
     pub image: TestImage,
     /// Holds the proxy's socket and the copy snapshotter's root; removed last.
     pub dir: tempfile::TempDir,
@@ -56,27 +56,15 @@ impl Module {
         let dir = tempfile::Builder::new().prefix("berth-module-").tempdir()?;
         let socket = dir.path().join("snapshots.sock");
         let copy = Arc::new(CopySnapshotter::new(&dir.path().join("copy"))?);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let listener = {
-            let _guard = runtime.enter();
-            berth_containerd::snapshots_service::bind(&socket)?
-        };
-        let server = {
-            let (socket, copy) = (socket.clone(), copy.clone());
-            runtime.spawn(async move {
-                let stopped = async {
-                    stopped.await.ok();
-                };
-                berth_containerd::snapshots_service::serve_on(listener, &socket, copy, stopped).await
-            })
-        };
+        let mut server = Closers::new();
+        serve_in_process(copy.clone())(&socket, &mut server)?;
         let config = DaemonConfig { proxy_snapshotters: vec![(PROXY.into(), socket)], ..Default::default() };
         let daemon = ContainerdDaemon::start_with(config)?;
         let client = runtime.block_on(ContainerdBackend::connect(daemon.address(), NAMESPACE))?;
         runtime
             .block_on(client.import_image(&image.layout_dir, IMAGE_NAME))
             .with_context(|| format!("importing the test image\n{}", daemon.logs()))?;
-        Ok(Module { daemon: Some(daemon), runtime, client, copy, server: Some((stop, server)), image, dir })
+        Ok(Module { daemon: Some(daemon), runtime, client, copy, server, image, dir })
     }
 
     pub fn daemon(&self) -> &ContainerdDaemon {
@@ -107,13 +95,8 @@ impl Drop for Module {
         {
             eprintln!("stopping the module's containerd: {err:#}");
         }
-        if let Some((stop, server)) = self.server.take() {
-            stop.send(()).ok();
-            match self.runtime.block_on(server) {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => eprintln!("{err:#}"),
-                Err(err) => eprintln!("snapshots server task: {err}"),
-            }
+        if let Err(err) = self.server.close() {
+            eprintln!("{err:#}");
         }
     }
 }

@@ -11,6 +11,8 @@ use berth_containerd::unpack::chain_ids;
 use berth_containerd::{RunRequest, Stdio};
 use berth_snapshot::Snapshotter;
 use berth_tests::cases::unique_id;
+use berth_tests::backend::Backend;
+use berth_tests::containerd_backend::{ContainerdTestBackend, SnapshotterSetup, serve_in_process};
 use berth_tests::copy_snapshotter::CopySnapshotter;
 use berth_tests::spec::spec_running;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
@@ -31,6 +33,7 @@ pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
         ("snapshots::bind_replaces_only_stale_sockets", ModuleTrial::Standalone(bind_replaces_only_stale_sockets)),
         ("snapshots::ctr_import_and_run_on_the_proxy", ModuleTrial::WithDaemon(ctr_import_and_run_on_the_proxy)),
         ("snapshots::backend_runs_on_the_proxy", ModuleTrial::WithDaemon(backend_runs_on_the_proxy)),
+        ("snapshots::shared_cases_on_the_proxy", ModuleTrial::OwnDaemon(shared_cases_on_the_proxy)),
     ]
 }
 
@@ -244,5 +247,30 @@ fn backend_runs_on_the_proxy(module: &Module) -> Result<()> {
     ensure!(output.status.success() && !listed.contains(&id), "{listed}");
     let top = chain_ids(&module.image.diff_ids).pop().unwrap();
     ensure!(listed.lines().any(|l| l.starts_with(top.as_str())), "{listed}");
+    Ok(())
+}
+
+/// The matrix's cases on a containerd whose snapshotter is berth's service
+/// (over the copy snapshotter), through the backend's proxy setup: what
+/// `containerd+berth-snapshotter` runs once berth-snapshot is wired.
+fn shared_cases_on_the_proxy() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let image = berth_tests::image::build_busybox_image(dir.path(), IMAGE_NAME)?;
+    let copy = Arc::new(CopySnapshotter::new(&dir.path().join("copy"))?);
+    let backend = ContainerdTestBackend {
+        name: "containerd+copy-snapshotter".into(),
+        snapshotter: SnapshotterSetup::Proxy { name: PROXY.into(), serve: serve_in_process(copy.clone()) },
+        ..ContainerdTestBackend::plain()
+    };
+    let running = backend.start(&image)?;
+    let mut failures = Vec::new();
+    for case in berth_tests::cases::cases() {
+        if let Err(err) = (case.run)(running.as_ref()) {
+            failures.push(format!("{}: {err:#}", case.name));
+        }
+    }
+    ensure!(failures.is_empty(), "{}\n{}", failures.join("\n"), running.logs());
+    // The containers ran on berth's snapshotter.
+    ensure!(!backend_names(copy.as_ref(), "kind==committed")?.is_empty());
     Ok(())
 }
