@@ -21,7 +21,7 @@ use crate::connect::Conn;
 use crate::error::{Error, GrpcContext, Result};
 use crate::layout::OciLayout;
 use crate::runtime_options::RuntimeSelection;
-use crate::stdio::{LOG_PATH_LABEL, Output, Stdio, TaskIo};
+use crate::stdio::{LOG_PATH_LABEL, Output, Stdio, TaskIo, log_path};
 use crate::{DEFAULT_SNAPSHOTTER, images, lease, spec, unpack};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -206,7 +206,7 @@ impl ContainerdBackend {
         let spec_any = spec::to_any(&spec)?;
         let mut labels = request.labels.clone();
         if let Stdio::LogDir(dir) = &request.stdio {
-            labels.insert(LOG_PATH_LABEL.into(), dir.join(format!("{id}.log")).to_string_lossy().into_owned());
+            labels.insert(LOG_PATH_LABEL.into(), log_path(dir, id)?.to_string_lossy().into_owned());
         }
         // The lease keeps the new snapshot until the container record references it.
         let leased = lease::acquire(&self.conn).await?;

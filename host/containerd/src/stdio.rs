@@ -55,9 +55,7 @@ impl TaskIo {
         match stdio {
             Stdio::Null => {}
             Stdio::LogDir(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating log dir {}", dir.display()))?;
-                let dir = dir.canonicalize().with_context(|| format!("log dir {}", dir.display()))?;
-                let path = dir.join(format!("{id}.log"));
+                let path = log_path(dir, id)?;
                 let uri = format!("file://{}", path.display());
                 (io.stdout, io.stderr, io.log_path) = (uri.clone(), uri, Some(path));
             }
@@ -95,6 +93,14 @@ impl Drop for TaskIo {
             err.abort();
         }
     }
+}
+
+/// `<dir>/<id>.log` with `dir` created and made absolute (the shim and
+/// later `logs` calls run elsewhere).
+pub(crate) fn log_path(dir: &Path, id: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating log dir {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("log dir {}", dir.display()))?;
+    Ok(dir.join(format!("{id}.log")))
 }
 
 fn make_fifo(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
