@@ -97,7 +97,9 @@ pub struct ContainerSummary {
     pub pid: Option<u32>,
 }
 
-/// A created task not yet started; holds its output readers.
+/// A created task not yet started; holds its output readers (FIFOs):
+/// keep it until the task exits and call [`CreatedTask::output`], which also
+/// completes a `Stdio::LogDir` log.
 pub struct CreatedTask {
     pub id: String,
     pub pid: u32,
@@ -299,8 +301,8 @@ impl ContainerdBackend {
             }
             let status = waiter.await.map_err(|e| anyhow::anyhow!("waiting for {}: {e}", request.id))??;
             let output = task.output().await?;
-            // Deleting the exited task lets its shim finish copying output
-            // into a log file and exit; the status stays on the container.
+            // The exited task's shim is of no further use: delete the task
+            // (the shim exits) and keep the status on the container.
             self.delete_task(&request.id).await?;
             if !request.rm {
                 self.record_exit(&request.id, status).await?;
@@ -422,7 +424,7 @@ impl ContainerdBackend {
         })?;
         match tokio::fs::read(&path).await {
             Ok(data) => Ok(data),
-            // The shim creates the file when the task is created.
+            // Created with the task's IO; absent if the task never was.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(err) => Err(anyhow::anyhow!("reading the log of {id} at {}: {err}", path.display()).into()),
         }

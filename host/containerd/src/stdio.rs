@@ -1,7 +1,12 @@
-//! A task's stdout and stderr: FIFOs berth reads (relayed or captured), or
-//! a log file the shim itself appends to.
+//! A task's stdout and stderr: FIFOs the shim writes and berth reads, then
+//! relays, captures or appends to a log file.
+//!
+//! Not the shim's own `file://` log URI: containerd 1.6's runc shim writes
+//! both streams through one file it closes when either stream ends, and
+//! loses the other's tail (the containerd-api log trial caught it).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use rustix::fs::{CWD, Mode};
@@ -18,8 +23,9 @@ pub enum Stdio {
     Inherit,
     /// Collected in memory and returned when the task exits.
     Capture,
-    /// The shim appends stdout and stderr to `<dir>/<id>.log`; the file
-    /// outlives berth and the container, and `logs` reads it.
+    /// Appended to `<dir>/<id>.log` (both streams, in arrival order) while
+    /// berth waits for the task; the file outlives the container and
+    /// `logs` reads it.
     LogDir(PathBuf),
 }
 
@@ -54,15 +60,23 @@ impl TaskIo {
         let mut io = TaskIo { stdout: String::new(), stderr: String::new(), log_path: None, copiers: None, _fifo_dir: None };
         match stdio {
             Stdio::Null => {}
-            Stdio::LogDir(dir) => {
-                let path = log_path(dir, id)?;
-                let uri = format!("file://{}", path.display());
-                (io.stdout, io.stderr, io.log_path) = (uri.clone(), uri, Some(path));
-            }
-            Stdio::Inherit | Stdio::Capture => {
+            Stdio::Inherit | Stdio::Capture | Stdio::LogDir(_) => {
                 let dir = tempfile::Builder::new().prefix("berth-io-").tempdir().context("creating a dir for the task's FIFOs")?;
-                let (out_sink, err_sink) =
-                    if *stdio == Stdio::Capture { (Sink::Keep, Sink::Keep) } else { (Sink::Stdout, Sink::Stderr) };
+                let (out_sink, err_sink) = match stdio {
+                    Stdio::Capture => (Sink::Keep, Sink::Keep),
+                    Stdio::LogDir(log_dir) => {
+                        let path = log_path(log_dir, id)?;
+                        let file = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&path)
+                            .with_context(|| format!("opening log {}", path.display()))?;
+                        let file = Arc::new(tokio::sync::Mutex::new(tokio::fs::File::from_std(file)));
+                        io.log_path = Some(path);
+                        (Sink::File(file.clone()), Sink::File(file))
+                    }
+                    _ => (Sink::Stdout, Sink::Stderr),
+                };
                 let stdout = make_fifo(dir.path(), &format!("{id}-stdout"))?;
                 let stderr = make_fifo(dir.path(), &format!("{id}-stderr"))?;
                 let out = tokio::spawn(copy(open_reader(&stdout)?, out_sink));
@@ -119,6 +133,7 @@ enum Sink {
     Keep,
     Stdout,
     Stderr,
+    File(Arc<tokio::sync::Mutex<tokio::fs::File>>),
 }
 
 async fn copy(mut from: impl AsyncRead + Unpin, sink: Sink) -> std::io::Result<Vec<u8>> {
@@ -133,6 +148,7 @@ async fn copy(mut from: impl AsyncRead + Unpin, sink: Sink) -> std::io::Result<V
             Sink::Keep => kept.extend_from_slice(&buf[..n]),
             Sink::Stdout => write_all(tokio::io::stdout(), &buf[..n]).await?,
             Sink::Stderr => write_all(tokio::io::stderr(), &buf[..n]).await?,
+            Sink::File(ref file) => write_all(&mut *file.lock().await, &buf[..n]).await?,
         }
     }
 }
@@ -166,13 +182,20 @@ mod tests {
         assert_eq!(output, Output { stdout: b"hello world".to_vec(), stderr: b"oops".to_vec() });
     }
 
-    #[test]
-    fn log_dir_gives_one_file_uri_for_both_streams() {
+    #[tokio::test]
+    async fn log_dir_appends_both_streams_to_one_file() {
         let dir = tempfile::tempdir().unwrap();
         let io = TaskIo::open(&Stdio::LogDir(dir.path().join("logs")), "c2").unwrap();
         let path = dir.path().canonicalize().unwrap().join("logs/c2.log");
-        assert_eq!(io.stdout, format!("file://{}", path.display()));
-        assert_eq!(io.stdout, io.stderr);
         assert_eq!(io.log_path.as_deref(), Some(path.as_path()));
+        let (stdout, stderr) = (PathBuf::from(&io.stdout), PathBuf::from(&io.stderr));
+        let writer = std::thread::spawn(move || {
+            std::fs::OpenOptions::new().write(true).open(&stdout).unwrap().write_all(b"out\n").unwrap();
+            std::fs::OpenOptions::new().write(true).open(&stderr).unwrap().write_all(b"err\n").unwrap();
+        });
+        let output = io.finish().await.unwrap();
+        writer.join().unwrap();
+        assert_eq!(output, Output::default(), "nothing kept in memory");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "out\nerr\n");
     }
 }
