@@ -20,6 +20,7 @@ pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
         ("spec::fixture_is_ctr_oci_spec", ModuleTrial::OwnDaemon(fixture_is_ctr_oci_spec)),
         ("client::import_tar_and_unpack_like_containerd", ModuleTrial::WithDaemon(import_tar_and_unpack_like_containerd)),
         ("client::log_dir_list_logs_delete", ModuleTrial::WithDaemon(log_dir_list_logs_delete)),
+        ("client::inherit_relays_to_our_stdout_and_stderr", ModuleTrial::WithDaemon(inherit_relays_to_our_stdout_and_stderr)),
         ("client::kill_reports_the_signal", ModuleTrial::WithDaemon(kill_reports_the_signal)),
         ("client::memory_limit_in_the_host_cgroup", ModuleTrial::WithDaemon(memory_limit_in_the_host_cgroup)),
     ]
@@ -48,6 +49,8 @@ fn ctr(module: &Module, args: &[&str]) -> Result<String> {
 /// puts them; `ctr` sees the image and the committed chain.
 fn import_tar_and_unpack_like_containerd(module: &Module) -> Result<()> {
     let name = "docker.io/berth-test/busybox-from-tar:1";
+    module.block_on(module.client.import_image(&module.image.layout_tar, name))?;
+    // Again: the blobs are there, the record is updated, nothing fails.
     module.block_on(module.client.import_image(&module.image.layout_tar, name))?;
     let chains = chain_ids(&module.image.diff_ids);
     let top = chains.last().unwrap().clone();
@@ -155,5 +158,43 @@ fn fixture_is_ctr_oci_spec() -> Result<()> {
     let live: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let fixture: serde_json::Value = serde_json::from_str(berth_tests::spec::CONTAINERD_DEFAULT_SPEC)?;
     ensure!(live == fixture, "ctr oci spec differs from fixtures/containerd-1.6-default-spec.json:\n{live:#}");
+    Ok(())
+}
+
+/// `address|namespace|image|id` for [`relay_child`].
+pub const RELAY_CHILD_ENV: &str = "BERTH_TEST_RELAY_CHILD";
+
+/// In the child: runs a container with `Stdio::Inherit` and exits with its code.
+pub fn relay_child(request: &str) -> std::process::ExitCode {
+    let [address, namespace, image, id] = request.split('|').collect::<Vec<_>>()[..] else {
+        eprintln!("{RELAY_CHILD_ENV}: expected address|namespace|image|id, got {request:?}");
+        return std::process::ExitCode::from(101);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let result = runtime.block_on(async {
+        let client = berth_containerd::ContainerdBackend::connect(address, namespace).await?;
+        let spec = spec_running(&["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 5"]);
+        let request = RunRequest { stdio: Stdio::Inherit, rm: true, ..RunRequest::new(id, image, spec) };
+        client.run(request).await
+    });
+    match result {
+        Ok(outcome) => std::process::ExitCode::from(outcome.status.code as u8),
+        Err(err) => {
+            eprintln!("relay child: {err:#}");
+            std::process::ExitCode::from(101)
+        }
+    }
+}
+
+/// A berth process running a container with `Stdio::Inherit` prints the
+/// container's stdout on its stdout and stderr on its stderr.
+fn inherit_relays_to_our_stdout_and_stderr(module: &Module) -> Result<()> {
+    let id = unique_id("relay");
+    let request = format!("{}|{NAMESPACE}|{IMAGE_NAME}|{id}", module.daemon().address().display());
+    let output = std::process::Command::new(std::env::current_exe()?).env(RELAY_CHILD_ENV, request).output()?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    ensure!(output.status.code() == Some(5), "exit {:?}, stderr {stderr}", output.status);
+    ensure!(stdout == "to-stdout\n", "stdout {stdout:?}");
+    ensure!(stderr == "to-stderr\n", "stderr {stderr:?}");
     Ok(())
 }
