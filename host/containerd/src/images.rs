@@ -94,7 +94,7 @@ async fn upload_tree(conn: &Conn, layout: &OciLayout, desc: &oci_spec::image::De
     let media_type = desc.media_type().to_string();
     let mut labels = HashMap::new();
     if INDEX_TYPES.contains(&media_type.as_str()) {
-        let index: ImageIndex = parse(&layout.read_blob(desc)?, desc)?;
+        let index: ImageIndex = parse(&layout.read_blob(desc)?, &to_containerd(desc))?;
         for (i, child) in index.manifests().iter().enumerate() {
             if !layout.has_blob(child.digest()) {
                 if platform_matches(child.platform().as_ref()) {
@@ -106,7 +106,7 @@ async fn upload_tree(conn: &Conn, layout: &OciLayout, desc: &oci_spec::image::De
             labels.insert(format!("containerd.io/gc.ref.content.m.{i}"), child.digest().to_string());
         }
     } else if MANIFEST_TYPES.contains(&media_type.as_str()) {
-        let manifest: ImageManifest = parse(&layout.read_blob(desc)?, desc)?;
+        let manifest: ImageManifest = parse(&layout.read_blob(desc)?, &to_containerd(desc))?;
         for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
             content::upload(conn, &to_containerd(blob), layout.open_blob(blob)?, HashMap::new()).await?;
         }
@@ -120,9 +120,10 @@ async fn upload_tree(conn: &Conn, layout: &OciLayout, desc: &oci_spec::image::De
     content::upload(conn, &to_containerd(desc), layout.open_blob(desc)?, labels).await
 }
 
-fn parse<T: serde::de::DeserializeOwned>(data: &[u8], desc: &oci_spec::image::Descriptor) -> Result<T> {
+/// A JSON blob (index, manifest, config) described by `desc`.
+fn parse<T: serde::de::DeserializeOwned>(data: &[u8], desc: &Descriptor) -> Result<T> {
     serde_json::from_slice(data)
-        .map_err(|e| anyhow::anyhow!("blob {} ({}) does not parse: {e}", desc.digest(), desc.media_type()).into())
+        .map_err(|e| anyhow::anyhow!("blob {} ({}) does not parse: {e}", desc.digest, desc.media_type).into())
 }
 
 /// The image record `name`, with containerd's NotFound told apart: a missing
@@ -165,7 +166,7 @@ pub(crate) async fn resolve(conn: &Conn, name: &str) -> Result<ResolvedImage> {
         if !INDEX_TYPES.contains(&desc.media_type.as_str()) {
             break;
         }
-        let index: ImageIndex = parse_remote(&content::read(conn, &desc).await?, &desc)?;
+        let index: ImageIndex = parse(&content::read(conn, &desc).await?, &desc)?;
         let chosen = index
             .manifests()
             .iter()
@@ -176,9 +177,9 @@ pub(crate) async fn resolve(conn: &Conn, name: &str) -> Result<ResolvedImage> {
     if !MANIFEST_TYPES.contains(&desc.media_type.as_str()) {
         return Err(anyhow::anyhow!("image {name}: {} has media type {}, not an image manifest", desc.digest, desc.media_type).into());
     }
-    let manifest: ImageManifest = parse_remote(&content::read(conn, &desc).await?, &desc)?;
+    let manifest: ImageManifest = parse(&content::read(conn, &desc).await?, &desc)?;
     let config_desc = to_containerd(manifest.config());
-    let config: ImageConfiguration = parse_remote(&content::read(conn, &config_desc).await?, &config_desc)?;
+    let config: ImageConfiguration = parse(&content::read(conn, &config_desc).await?, &config_desc)?;
     let diff_ids = config.rootfs().diff_ids().clone();
     let layers: Vec<Descriptor> = manifest.layers().iter().map(to_containerd).collect();
     if layers.len() != diff_ids.len() {
@@ -190,11 +191,6 @@ pub(crate) async fn resolve(conn: &Conn, name: &str) -> Result<ResolvedImage> {
         .into());
     }
     Ok(ResolvedImage { config_desc, config, layers, diff_ids })
-}
-
-fn parse_remote<T: serde::de::DeserializeOwned>(data: &[u8], desc: &Descriptor) -> Result<T> {
-    serde_json::from_slice(data)
-        .map_err(|e| anyhow::anyhow!("blob {} ({}) does not parse: {e}", desc.digest, desc.media_type).into())
 }
 
 /// GOARCH of this host, as image platforms name it.
