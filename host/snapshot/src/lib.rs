@@ -107,8 +107,10 @@ pub trait Snapshotter: Send + Sync {
     /// Remove a snapshot; fails with FailedPrecondition while it has children.
     fn remove(&self, key: &str) -> Result<()>;
 
-    /// Every snapshot matching all of `filters` (containerd filter syntax,
-    /// e.g. `kind==committed`, `labels."a.b"==c`, `parent~=x`). An empty
+    /// Every snapshot matching any of `filters` (containerd filter syntax,
+    /// e.g. `kind==committed`, `labels."a.b"==c`, `parent~=x`; the
+    /// comma-separated terms of one filter must all match, as containerd's
+    /// snapshots API defines: filters[0] or filters[1] or ...). An empty
     /// filter list matches all.
     fn walk(&self, filters: &[String], f: &mut dyn FnMut(&Info) -> Result<()>) -> Result<()>;
 

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod containerd;
+
 /// Flags every command accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
@@ -32,7 +34,11 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Snapshotters served to containerd.
+    #[command(subcommand)]
+    Snapshotter(containerd::SnapshotterCommand),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,7 +53,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Snapshotter(command) => containerd::run(&cli.global, command),
+    }
 }
 
 fn init_logging(filter: &str) {
