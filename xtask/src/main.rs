@@ -8,20 +8,61 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod demo;
 mod plugins;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_else(|| "help".to_string());
     let rest: Vec<String> = args.collect();
+    let root = workspace_root();
     match task.as_str() {
-        "build-plugins" => plugins::build_all(&workspace_root()).map(|_| ()),
+        "build-plugins" => plugins::build_all(&root).map(|_| ()),
+        "build" => build(&root),
+        "demo" => {
+            build(&root)?;
+            demo::run(&root)
+        }
+        "test" => test(&root, &rest),
         "help" | "--help" | "-h" => {
-            println!("cargo xtask <build-plugins|demo|test|bench>");
+            println!("cargo xtask <build-plugins|build|demo|test [cargo test args]>");
             Ok(())
         }
-        other => bail!("unknown task `{other}` (try: build-plugins, demo, test, bench); args: {rest:?}"),
+        other => bail!("unknown task `{other}` (try: build-plugins, build, demo, test)"),
     }
+}
+
+/// The plugins (wasm32-wasip2) and the `berth` binary, release profile.
+fn build(root: &Path) -> anyhow::Result<()> {
+    plugins::build_all(root)?;
+    run(cargo(root).args(["build", "--release", "-p", "berth-host"]))
+}
+
+/// Everything the README's test command covers: plugins, the binary, then
+/// every test of the workspace (integration tests find both through
+/// `BERTH_BIN` and `BERTH_PLUGIN_DIR`).
+fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    build(root)?;
+    let mut command = cargo(root);
+    command
+        .args(["test", "--release", "--workspace", "--exclude", "xtask", "--no-fail-fast"])
+        .args(extra);
+    run(&mut command)
+}
+
+/// `cargo` in the workspace, with the paths the tests and the demo share.
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .current_dir(root)
+        .env("BERTH_BIN", berth_bin(root))
+        .env("BERTH_PLUGIN_DIR", plugins::output_dir(root));
+    command
+}
+
+/// The release `berth` binary.
+pub fn berth_bin(root: &Path) -> PathBuf {
+    root.join("target/release/berth")
 }
 
 /// The workspace root: xtask's manifest dir's parent.

@@ -6,3 +6,8 @@ use std::path::{Path, PathBuf};
 pub fn build_all(_root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     anyhow::bail!("build-plugins is not written yet")
 }
+
+/// Where the built `.wasm` components land (`<name>.wasm`, dash names).
+pub fn output_dir(root: &Path) -> PathBuf {
+    root.join("target/wasm32-wasip2/plugin")
+}
