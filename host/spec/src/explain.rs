@@ -59,11 +59,17 @@ impl Explanation {
         self.steps.iter().rev().find(|s| s.source == source)
     }
 
-    /// The sources that changed `path` (a JSON pointer), in order.
+    /// The sources that changed `path` (a JSON pointer), something under it,
+    /// or the object holding it, in order.
     pub fn changed_by(&self, path: &str) -> Vec<&str> {
         self.steps
             .iter()
-            .filter(|s| s.changes.iter().any(|c| c.path() == path || c.path().starts_with(&format!("{path}/"))))
+            .filter(|s| {
+                s.changes.iter().any(|c| {
+                    let p = c.path();
+                    p == path || p.starts_with(&format!("{path}/")) || path.starts_with(&format!("{p}/"))
+                })
+            })
             .map(|s| s.source.as_str())
             .collect()
     }
