@@ -30,9 +30,10 @@ pub type DefaultSeccomp = Arc<dyn Fn(&str, &[String]) -> serde_json::Value + Sen
 pub struct HostFacts {
     /// Scanned for `privileged.host-devices` (containerd's `WithHostDevices`).
     pub dev_dir: PathBuf,
-    /// Highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`);
-    /// `privileged.all-capabilities` grants every capability up to it.
-    pub cap_last_cap: usize,
+    /// What `privileged.all-capabilities` grants: like containerd's
+    /// `WithAllCurrentCapabilities`, the host process's effective set
+    /// (`CAP_*` names).
+    pub capabilities: Vec<String>,
     /// Architecture name for the default seccomp profile (`amd64`, `arm64`...).
     pub arch: String,
     pub default_seccomp: Option<DefaultSeccomp>,
@@ -42,7 +43,7 @@ impl std::fmt::Debug for HostFacts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostFacts")
             .field("dev_dir", &self.dev_dir)
-            .field("cap_last_cap", &self.cap_last_cap)
+            .field("capabilities", &self.capabilities.len())
             .field("arch", &self.arch)
             .field("default_seccomp", &self.default_seccomp.is_some())
             .finish()
@@ -53,17 +54,41 @@ impl HostFacts {
     /// The running host's facts (no default seccomp profile: set it with
     /// [`HostFacts::with_default_seccomp`]).
     pub fn detect() -> Self {
-        let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .unwrap_or(CAPABILITY_NAMES.len() - 1);
-        HostFacts { dev_dir: PathBuf::from("/dev"), cap_last_cap, arch: go_arch().to_string(), default_seccomp: None }
+        HostFacts {
+            dev_dir: PathBuf::from("/dev"),
+            capabilities: current_capabilities(),
+            arch: go_arch().to_string(),
+            default_seccomp: None,
+        }
     }
 
     pub fn with_default_seccomp(mut self, f: DefaultSeccomp) -> Self {
         self.default_seccomp = Some(f);
         self
     }
+}
+
+/// This process's effective capabilities (containerd's `cap.Current`): the
+/// `CapEff` mask of /proc/self/status, limited to the capabilities the
+/// kernel knows. Empty when /proc is unreadable.
+pub fn current_capabilities() -> Vec<String> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok())
+        .unwrap_or(CAPABILITY_NAMES.len() - 1);
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+        })
+        .unwrap_or(0);
+    CAPABILITY_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n <= last && *n < 64 && mask & (1u64 << n) != 0)
+        .map(|(_, name)| name.to_string())
+        .collect()
 }
 
 /// Go's name for the build architecture, as containerd's profiles use.
@@ -295,12 +320,9 @@ pub(crate) fn apply(spec: &mut Spec, adj: &Adjustment, ctx: &mut Ctx) -> Result<
 fn apply_privileged(spec: &mut Spec, adj: &Adjustment, ctx: &mut Ctx) -> Result<(), ApplyError> {
     let p = adj.privileged;
     if p.all_capabilities {
-        // WithAllCurrentCapabilities: every capability the kernel knows, in
+        // WithAllCurrentCapabilities: the host's current capabilities, in
         // bounding, effective and permitted.
-        let all: Capabilities = CAPABILITY_NAMES[..=ctx.host.cap_last_cap.min(CAPABILITY_NAMES.len() - 1)]
-            .iter()
-            .filter_map(|name| parse_capability(name))
-            .collect();
+        let all: Capabilities = ctx.host.capabilities.iter().filter_map(|name| parse_capability(name)).collect();
         let process = process(spec);
         let mut caps = process.capabilities().clone().unwrap_or_else(empty_capabilities);
         caps.set_bounding(Some(all.clone()));

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 fn host() -> HostFacts {
     HostFacts {
         dev_dir: "/dev".into(),
-        cap_last_cap: 40,
+        capabilities: berth_spec::json::CAPABILITY_NAMES.iter().map(|c| c.to_string()).collect(),
         arch: "amd64".into(),
         default_seccomp: Some(Arc::new(|arch: &str, caps: &[String]| {
             json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
