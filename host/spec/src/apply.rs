@@ -51,14 +51,14 @@ impl std::fmt::Debug for HostFacts {
 }
 
 impl HostFacts {
-    /// The running host's facts (no default seccomp profile: set it with
-    /// [`HostFacts::with_default_seccomp`]).
+    /// The running host's facts, with berth-seccomp's default profile
+    /// (containerd's allowlist).
     pub fn detect() -> Self {
         HostFacts {
             dev_dir: PathBuf::from("/dev"),
             capabilities: current_capabilities(),
             arch: go_arch().to_string(),
-            default_seccomp: None,
+            default_seccomp: Some(Arc::new(berth_seccomp::default_profile)),
         }
     }
 

@@ -419,3 +419,26 @@ fn explanation_names_who_changed_what() {
     assert!(text.contains("mem:\n  /linux/resources/memory: set {\"limit\":1048576}"), "{text}");
     assert!(text.contains("net:\n  /linux/namespaces: -{\"type\":\"network\"}"), "{text}");
 }
+
+#[test]
+fn default_seccomp_is_berth_seccomps_profile_for_the_final_caps() {
+    let host = HostFacts::detect();
+    let base = assemble(&request(), &[entry("s", Adjustment { seccomp: Some(Seccomp::Default), ..Default::default() })], &host).unwrap();
+    let v = to_value(&base.spec);
+    assert_eq!(at(&v, "/linux/seccomp/defaultAction"), &json!("SCMP_ACT_ERRNO"));
+    let names = |v: &Value| -> Vec<String> {
+        at(v, "/linux/seccomp/syscalls").as_array().unwrap().iter()
+            .filter(|r| r["action"] == "SCMP_ACT_ALLOW" && r.get("args").is_none())
+            .flat_map(|r| r["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()))
+            .collect()
+    };
+    assert!(!names(&v).contains(&"mount".to_string()));
+    // The profile follows the bounding set as the chain left it: an earlier
+    // plugin adding CAP_SYS_ADMIN unlocks mount.
+    let chain = [
+        entry("caps", Adjustment { capabilities_add: vec!["CAP_SYS_ADMIN".into()], ..Default::default() }),
+        entry("s", Adjustment { seccomp: Some(Seccomp::Default), ..Default::default() }),
+    ];
+    let v = to_value(&assemble(&request(), &chain, &host).unwrap().spec);
+    assert!(names(&v).contains(&"mount".to_string()));
+}
