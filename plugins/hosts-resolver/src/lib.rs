@@ -1,1 +1,342 @@
-//! (in progress)
+//! containerd's `hosts.toml` (certs.d) semantics as a source-resolver.
+//!
+//! The plugin config holds one hosts.toml table per registry, keyed by the
+//! registry name as containerd's `certs.d/<registry>/` directories are
+//! (`docker.io`, `localhost:5000`), with `_default` for every other registry:
+//!
+//! ```toml
+//! [[plugin]]
+//! name = "hosts-resolver"
+//! path = "target/wasm32-wasip2/plugin/hosts-resolver.wasm"
+//! kind = "source-resolver"
+//! [plugin.config."docker.io"]
+//! server = "https://registry-1.docker.io"
+//! [plugin.config."docker.io".host."https://mirror.example.com"]
+//! capabilities = ["pull", "resolve"]
+//! [plugin.config."docker.io".host."http://10.0.0.1:5000/base"]
+//! capabilities = ["pull"]
+//! skip_verify = true
+//! override_path = true
+//! header = { x-team = "infra" }
+//! ```
+//!
+//! Result: the `host` entries in the order written, then the server (the
+//! `server` key, or the registry itself: `registry-1.docker.io` for
+//! `docker.io`, `http` for localhost). As in containerd, a host without
+//! `capabilities` may do everything; the path prefix is the URL's path plus
+//! `/v2` unless `override_path`; the top-level `capabilities`,
+//! `skip_verify` and `header` apply to the server. Hosts that cannot serve
+//! the requested operation (resolve, pull = pull or resolve, push) are left
+//! out. `host` may also be an array of tables with a `url` key, for config
+//! loaders that do not keep table order. TLS files (`ca`, `client`) are
+//! the host's business: accepted and ignored here.
+
+use berth_sdk::prelude::*;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The key of the table used for registries without their own.
+pub const DEFAULT_KEY: &str = "_default";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HostEntry {
+    url: Option<String>,
+    capabilities: Option<Vec<String>>,
+    skip_verify: bool,
+    override_path: bool,
+    header: Headers,
+    ca: Option<Value>,
+    client: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HostsFile {
+    server: Option<String>,
+    capabilities: Option<Vec<String>>,
+    skip_verify: bool,
+    override_path: bool,
+    header: Headers,
+    ca: Option<Value>,
+    client: Option<Value>,
+    host: OrderedHosts,
+}
+
+/// `header = { name = "v" | ["v1", "v2"] }`, in document order.
+#[derive(Debug, Default)]
+struct Headers(Vec<KeyValue>);
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of header names to a string or a list of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum One {
+                    S(String),
+                    L(Vec<String>),
+                }
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, One>()? {
+                    match v {
+                        One::S(s) => out.push(KeyValue::new(k, s)),
+                        One::L(l) => out.extend(l.into_iter().map(|s| KeyValue::new(k.clone(), s))),
+                    }
+                }
+                Ok(Headers(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `host` as a table (kept in document order) or an array of tables with `url`.
+#[derive(Debug, Default)]
+struct OrderedHosts(Vec<(String, HostEntry)>);
+
+impl<'de> Deserialize<'de> for OrderedHosts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedHosts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of host URLs, or an array of tables with `url`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedHosts, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, HostEntry>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedHosts(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OrderedHosts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(mut v) = seq.next_element::<HostEntry>()? {
+                    let url = v.url.take().ok_or_else(|| de::Error::custom("a `host` array entry needs `url`"))?;
+                    out.push((url, v));
+                }
+                Ok(OrderedHosts(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn capabilities(list: &Option<Vec<String>>, at: &str) -> Result<HostCapabilities, PluginError> {
+    let Some(list) = list else {
+        return Ok(HostCapabilities::all());
+    };
+    let mut caps = HostCapabilities::empty();
+    for c in list {
+        caps |= match c.as_str() {
+            "pull" => HostCapabilities::PULL,
+            "resolve" => HostCapabilities::RESOLVE,
+            "push" => HostCapabilities::PUSH,
+            other => {
+                return Err(PluginError::invalid_config(format!("hosts-resolver: {at}: unknown capability `{other}`")));
+            }
+        };
+    }
+    Ok(caps)
+}
+
+/// `/a//b/./c/` → `/a/b/c`, as Go's `path.Clean` for absolute paths.
+fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Splits `[scheme://]host[/path]` into (scheme, host, path).
+fn parse_url(raw: &str, at: &str) -> Result<(String, String, String), PluginError> {
+    let bad = |why: &str| PluginError::invalid_config(format!("hosts-resolver: {at}: `{raw}`: {why}"));
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
+    let (scheme, rest) = with_scheme.split_once("://").ok_or_else(|| bad("not a URL"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("scheme must be http or https"));
+    }
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if host.is_empty() || host.ends_with(':') || host.contains(|c: char| c.is_whitespace() || c == '@' || c == '?' || c == '#') {
+        return Err(bad("bad host"));
+    }
+    Ok((scheme.to_string(), host.to_string(), path.to_string()))
+}
+
+fn path_prefix(path: &str, override_path: bool) -> String {
+    if path.is_empty() || path == "/" {
+        return "/v2".to_string();
+    }
+    let p = clean_path(path);
+    if !p.ends_with("/v2") && !override_path { format!("{p}/v2") } else { p }
+}
+
+/// `localhost`, `127.0.0.0/8` and `::1`, with or without a port (containerd's `IsLocalhost`).
+pub fn is_localhost(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else if host.matches(':').count() == 1 {
+        host.split(':').next().unwrap_or("")
+    } else {
+        host
+    };
+    name == "localhost" || name == "::1" || name.starts_with("127.")
+}
+
+fn entry_host(url: &str, e: &HostEntry, at: &str) -> Result<RegistryHost, PluginError> {
+    let (scheme, host, path) = parse_url(url, at)?;
+    let _ = (&e.ca, &e.client);
+    Ok(RegistryHost {
+        host,
+        scheme,
+        path_prefix: path_prefix(&path, e.override_path),
+        capabilities: capabilities(&e.capabilities, at)?,
+        skip_verify: e.skip_verify,
+        headers: e.header.0.clone(),
+    })
+}
+
+/// The ordered hosts for `registry` under `file` (containerd's `ConfigureHosts`).
+fn hosts_for(registry: &str, file: &HostsFile, at: &str) -> Result<Vec<RegistryHost>, PluginError> {
+    let mut hosts = Vec::new();
+    for (url, entry) in &file.host.0 {
+        hosts.push(entry_host(url, entry, &format!("{at}.host.\"{url}\""))?);
+    }
+    let _ = (&file.ca, &file.client);
+    let server = match &file.server {
+        Some(server) => {
+            let (scheme, host, path) = parse_url(server, &format!("{at}.server"))?;
+            RegistryHost {
+                host,
+                scheme,
+                path_prefix: path_prefix(&path, file.override_path),
+                capabilities: capabilities(&file.capabilities, at)?,
+                skip_verify: file.skip_verify,
+                headers: file.header.0.clone(),
+            }
+        }
+        None => {
+            let (host, scheme) = if registry == "docker.io" {
+                ("registry-1.docker.io".to_string(), "https")
+            } else if is_localhost(registry) {
+                (registry.to_string(), "http")
+            } else {
+                (registry.to_string(), "https")
+            };
+            RegistryHost {
+                host,
+                scheme: scheme.to_string(),
+                path_prefix: "/v2".into(),
+                capabilities: capabilities(&file.capabilities, at)?,
+                skip_verify: file.skip_verify,
+                headers: file.header.0.clone(),
+            }
+        }
+    };
+    hosts.push(server);
+    Ok(hosts)
+}
+
+fn needed(op: Operation) -> HostCapabilities {
+    match op {
+        Operation::Resolve => HostCapabilities::RESOLVE,
+        Operation::Pull => HostCapabilities::PULL | HostCapabilities::RESOLVE,
+        Operation::Push => HostCapabilities::PUSH,
+    }
+}
+
+pub struct HostsResolver;
+
+impl SourceResolver for HostsResolver {
+    fn info() -> PluginInfo {
+        berth_sdk::plugin_info!("containerd hosts.toml: mirrors in order, then the registry")
+    }
+
+    fn resolve(request: ResolveRequest, config: Config) -> Result<Vec<Source>, PluginError> {
+        let tables: Value = config.value()?;
+        let Value::Object(tables) = tables else {
+            return Err(PluginError::invalid_config("hosts-resolver: config must be a table of registries"));
+        };
+        // Every table is checked, so a typo in another registry's table is
+        // reported at once rather than on its first pull.
+        let mut chosen = None;
+        for (key, table) in &tables {
+            let file: HostsFile = serde_json::from_value(table.clone())
+                .map_err(|e| PluginError::invalid_config(format!("hosts-resolver: [{key}]: {e}")))?;
+            if key == &request.reference.registry || (key == DEFAULT_KEY && chosen.is_none()) {
+                chosen = Some((key.clone(), file));
+            }
+        }
+        // serde_json's map keeps its own key order, so parse the chosen table
+        // again from the text to keep `host` in document order.
+        let chosen = match chosen {
+            Some((key, _)) => {
+                let text = config.raw();
+                Some((key.clone(), reparse_in_order(text, &key)?))
+            }
+            None => None,
+        };
+        let registry = &request.reference.registry;
+        let hosts = match &chosen {
+            Some((key, file)) => hosts_for(registry, file, &format!("[{key}]"))?,
+            None => hosts_for(registry, &HostsFile::default(), "[default]")?,
+        };
+        let need = needed(request.operation);
+        let sources: Vec<Source> = hosts
+            .into_iter()
+            .filter(|h| h.capabilities.intersects(need))
+            .map(Source::registry)
+            .collect();
+        berth_sdk::debug!("{}: {} source(s)", request.reference.to_string_full(), sources.len());
+        Ok(sources)
+    }
+}
+
+/// Deserializes the table `key` of the top-level object in `text`, visiting
+/// the JSON text in order (so `host` entries keep the order written).
+fn reparse_in_order(text: &str, key: &str) -> Result<HostsFile, PluginError> {
+    struct Pick<'k>(&'k str);
+    impl<'de> Visitor<'de> for Pick<'_> {
+        type Value = Option<HostsFile>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table of registries")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<String>()? {
+                if k == self.0 {
+                    found = Some(map.next_value::<HostsFile>()?);
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(Pick(key))
+        .map_err(|e| PluginError::invalid_config(format!("hosts-resolver: [{key}]: {e}")))?
+        .ok_or_else(|| PluginError::internal(format!("hosts-resolver: table {key} vanished")))
+}
+
+berth_sdk::export!(HostsResolver as source_resolver);
+
+#[cfg(test)]
+mod tests;

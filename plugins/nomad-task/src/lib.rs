@@ -3,7 +3,8 @@
 //! The driver's `createContainer` turns a Nomad task's config into
 //! containerd `SpecOpts`; this plugin returns the same edits as one typed
 //! adjustment. The task config is read from, later winning:
-//! 1. the plugin config's `task` table (operator defaults),
+//! 1. the plugin config (operator defaults: every key that is not one of the
+//!    plugin's own settings below is a task config key),
 //! 2. the request annotation named by `annotation` (default
 //!    `io.berth.nomad.task`), holding the task config as a JSON object,
 //! 3. request options with the task config's key names (`--opt command=sh`,
@@ -16,7 +17,7 @@
 //! `memory_limit` (bytes or `256m`), `cpu_shares`, `secrets_dir`,
 //! `task_dir`, `alloc_dir`, `netns_path`.
 //!
-//! Plugin config: `task` (defaults), `annotation`, `allow_privileged`
+//! The plugin's own settings: `annotation`, `allow_privileged`
 //! (default true, as the driver's plugin option), `seccomp_profiles` (a map
 //! from a `seccomp_profile` path to the profile's JSON: plugins cannot read
 //! host files, so the operator registers the profiles a task may name; an
@@ -37,10 +38,11 @@ use serde_json::{Map, Value};
 /// The default request annotation carrying the task config as JSON.
 pub const ANNOTATION: &str = "io.berth.nomad.task";
 
+/// The plugin's own keys; every other key of its config is a task config
+/// default.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Settings {
-    task: Map<String, Value>,
     annotation: String,
     allow_privileged: bool,
     seccomp_profiles: BTreeMap<String, Value>,
@@ -48,8 +50,22 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { task: Map::new(), annotation: ANNOTATION.into(), allow_privileged: true, seccomp_profiles: BTreeMap::new() }
+        Settings { annotation: ANNOTATION.into(), allow_privileged: true, seccomp_profiles: BTreeMap::new() }
     }
+}
+
+const SETTINGS_KEYS: &[&str] = &["annotation", "allow_privileged", "seccomp_profiles"];
+
+/// Splits the plugin config into the plugin's settings and the task defaults.
+fn split_config(config: &Config) -> Result<(Settings, Map<String, Value>), PluginError> {
+    let Value::Object(all) = config.value()? else {
+        return Err(PluginError::invalid_config("nomad-task: config must be a table"));
+    };
+    let (own, task): (Map<String, Value>, Map<String, Value>) =
+        all.into_iter().partition(|(k, _)| SETTINGS_KEYS.contains(&k.as_str()));
+    let settings = serde_json::from_value(Value::Object(own))
+        .map_err(|e| PluginError::invalid_config(format!("nomad-task: {e}")))?;
+    Ok((settings, task))
 }
 
 /// A mount as the task config writes it.
@@ -300,11 +316,11 @@ pub fn with_privileged_bits() -> Privileged {
         | Privileged::UNCONFINED_APPARMOR
 }
 
-fn task_config(container: &ContainerView, s: &Settings) -> Result<TaskConfig, PluginError> {
+fn task_config(container: &ContainerView, s: &Settings, defaults: Map<String, Value>) -> Result<TaskConfig, PluginError> {
     // Defaults alone must be valid: an error there is the operator's.
-    serde_json::from_value::<TaskConfig>(Value::Object(s.task.clone()))
-        .map_err(|e| PluginError::invalid_config(format!("nomad-task: invalid `task` defaults: {e}")))?;
-    let mut merged = s.task.clone();
+    serde_json::from_value::<TaskConfig>(Value::Object(defaults.clone()))
+        .map_err(|e| PluginError::invalid_config(format!("nomad-task: invalid task config default: {e}")))?;
+    let mut merged = defaults;
     if let Some(text) = container.annotation(&s.annotation) {
         let Value::Object(obj) = serde_json::from_str::<Value>(text)
             .map_err(|e| PluginError::rejected(format!("nomad-task: annotation {}: {e}", s.annotation)))?
@@ -330,8 +346,8 @@ impl SpecMutator for NomadTask {
     }
 
     fn mutate(container: ContainerView, config: Config) -> Result<Adjustment, PluginError> {
-        let s: Settings = config.parse()?;
-        let task = task_config(&container, &s)?;
+        let (s, defaults) = split_config(&config)?;
+        let task = task_config(&container, &s, defaults)?;
         let mut adj = Adjustment::default();
 
         // Command and args (oci.WithImageConfigArgs): the image entrypoint

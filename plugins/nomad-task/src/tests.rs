@@ -36,7 +36,7 @@ fn options_override_annotation_and_defaults() {
         .with_option("command", "from-option")
         .with_option("args", r#"["-c","echo hi"]"#)
         .with_option("cap_add", "NET_ADMIN, CAP_SYS_TIME");
-    let adj = run(view, json!({"task": {"readonly_rootfs": true, "command": "from-defaults"}})).unwrap();
+    let adj = run(view, json!({"readonly_rootfs": true, "command": "from-defaults"})).unwrap();
     assert_eq!(adj.args, Some(vec!["from-option".into(), "-c".into(), "echo hi".into()]));
     assert_eq!(adj.readonly_rootfs, Some(true));
     assert_eq!(adj.capabilities_add, vec!["CAP_NET_ADMIN".to_string(), "CAP_SYS_TIME".to_string()]);
@@ -172,10 +172,20 @@ fn mounts_and_task_dirs() {
 }
 
 #[test]
+fn demo_style_config() {
+    // Task keys at the top of the plugin config are defaults.
+    let adj = run(testing::container(), json!({"env": {"DEMO_PLUGIN": "nomad-task"}, "cap_drop": ["CAP_NET_RAW"]})).unwrap();
+    assert_eq!(adj.env_set, vec![KeyValue::new("DEMO_PLUGIN", "nomad-task")]);
+    assert_eq!(adj.capabilities_drop, vec!["CAP_NET_RAW".to_string()]);
+    let e = run(testing::container(), json!({"allow_privileged": "yes"})).unwrap_err();
+    assert!(matches!(e, PluginError::InvalidConfig(_)));
+}
+
+#[test]
 fn bad_input_names_the_key() {
     let e = run(task(json!({"privilegd": true})), json!({})).unwrap_err();
     assert!(matches!(&e, PluginError::Rejected(m) if m.contains("privilegd")), "{e:?}");
-    let e = run(testing::container(), json!({"task": {"readonly": true}})).unwrap_err();
+    let e = run(testing::container(), json!({"readonly": true})).unwrap_err();
     assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("readonly")), "{e:?}");
     let e = run(testing::container().with_option("privileged", "sure"), json!({})).unwrap_err();
     assert!(e.message().contains("privileged=`sure`"));

@@ -1,0 +1,122 @@
+use super::*;
+use berth_sdk::testing;
+
+fn hosts(req: ResolveRequest, cfg: &str) -> Result<Vec<RegistryHost>, PluginError> {
+    testing::resolve::<HostsResolver>(req, cfg).map(|sources| {
+        sources
+            .into_iter()
+            .map(|s| match s.location {
+                SourceLocation::Registry(h) => h,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    })
+}
+
+fn pull(registry: &str) -> ResolveRequest {
+    testing::resolve_request(registry, "library/busybox", "latest")
+}
+
+#[test]
+fn no_config_is_the_registry_itself() {
+    let h = hosts(pull("docker.io"), "").unwrap();
+    assert_eq!(h, vec![RegistryHost::https("registry-1.docker.io")]);
+    let h = hosts(pull("quay.io"), "{}").unwrap();
+    assert_eq!(h, vec![RegistryHost::https("quay.io")]);
+    let h = hosts(pull("localhost:5000"), "{}").unwrap();
+    assert_eq!((h[0].scheme.as_str(), h[0].host.as_str()), ("http", "localhost:5000"));
+    let h = hosts(pull("127.0.0.1:5000"), "{}").unwrap();
+    assert_eq!(h[0].scheme, "http");
+}
+
+// Keys deliberately not in alphabetical order: the document order must win.
+const CFG: &str = r#"{
+  "docker.io": {
+    "server": "https://registry-1.docker.io",
+    "host": {
+      "https://z-mirror.example.com": {"capabilities": ["pull", "resolve"]},
+      "http://10.0.0.1:5000/base": {"capabilities": ["pull"], "skip_verify": true, "header": {"x-team": "infra", "x-multi": ["a", "b"]}},
+      "a-mirror.example.com/custom/path": {"override_path": true}
+    }
+  },
+  "_default": {"host": {"https://fallback.example.com": {"capabilities": ["resolve"]}}}
+}"#;
+
+#[test]
+fn mirrors_in_order_then_server() {
+    let h = hosts(pull("docker.io"), CFG).unwrap();
+    let names: Vec<_> = h.iter().map(|h| (h.scheme.as_str(), h.host.as_str(), h.path_prefix.as_str())).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("https", "z-mirror.example.com", "/v2"),
+            ("http", "10.0.0.1:5000", "/base/v2"),
+            ("https", "a-mirror.example.com", "/custom/path"),
+            ("https", "registry-1.docker.io", "/v2"),
+        ]
+    );
+    assert_eq!(h[0].capabilities, HostCapabilities::PULL | HostCapabilities::RESOLVE);
+    assert_eq!(h[1].capabilities, HostCapabilities::PULL);
+    assert!(h[1].skip_verify && !h[0].skip_verify);
+    assert_eq!(
+        h[1].headers,
+        vec![KeyValue::new("x-team", "infra"), KeyValue::new("x-multi", "a"), KeyValue::new("x-multi", "b")]
+    );
+    assert_eq!(h[2].capabilities, HostCapabilities::all(), "no capabilities = all");
+    assert_eq!(h[3].capabilities, HostCapabilities::all());
+}
+
+#[test]
+fn operation_filters_hosts() {
+    let mut req = pull("docker.io");
+    req.operation = Operation::Resolve;
+    let h = hosts(req.clone(), CFG).unwrap();
+    assert_eq!(h.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["z-mirror.example.com", "a-mirror.example.com", "registry-1.docker.io"]);
+    req.operation = Operation::Push;
+    let h = hosts(req, CFG).unwrap();
+    assert_eq!(h.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["a-mirror.example.com", "registry-1.docker.io"]);
+}
+
+#[test]
+fn default_table_and_server_fields() {
+    let h = hosts(pull("ghcr.io"), CFG).unwrap();
+    assert_eq!(h.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["fallback.example.com", "ghcr.io"]);
+    let cfg = r#"{"r.example.com": {"server": "http://r.example.com:8080/api", "capabilities": ["pull"], "skip_verify": true, "header": {"a": "b"}}}"#;
+    let h = hosts(pull("r.example.com"), cfg).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].scheme.as_str(), h[0].host.as_str(), h[0].path_prefix.as_str()), ("http", "r.example.com:8080", "/api/v2"));
+    assert_eq!(h[0].capabilities, HostCapabilities::PULL);
+    assert!(h[0].skip_verify);
+    assert_eq!(h[0].headers, vec![KeyValue::new("a", "b")]);
+}
+
+#[test]
+fn array_form_and_tls_keys() {
+    let cfg = r#"{"docker.io": {"host": [
+        {"url": "https://m2.example.com", "capabilities": ["pull"], "ca": "/etc/ca.pem"},
+        {"url": "https://m1.example.com/v2"}
+    ]}}"#;
+    let h = hosts(pull("docker.io"), cfg).unwrap();
+    let names: Vec<_> = h.iter().map(|h| (h.host.as_str(), h.path_prefix.as_str())).collect();
+    assert_eq!(names, [("m2.example.com", "/v2"), ("m1.example.com", "/v2"), ("registry-1.docker.io", "/v2")]);
+}
+
+#[test]
+fn config_errors_name_the_place() {
+    let e = hosts(pull("docker.io"), r#"{"docker.io": {"host": {"https://m": {"capabilities": ["fetch"]}}}}"#).unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("fetch") && m.contains("https://m")), "{e:?}");
+    let e = hosts(pull("docker.io"), r#"{"quay.io": {"servr": "x"}}"#).unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("[quay.io]") && m.contains("servr")), "{e:?}");
+    let e = hosts(pull("docker.io"), r#"{"docker.io": {"server": "ftp://x"}}"#).unwrap_err();
+    assert!(e.message().contains("scheme"));
+    let e = hosts(pull("docker.io"), r#"{"docker.io": {"host": [{"capabilities": ["pull"]}]}}"#).unwrap_err();
+    assert!(e.message().contains("url"));
+}
+
+#[test]
+fn helpers() {
+    assert_eq!(clean_path("/a//b/./c/"), "/a/b/c");
+    assert_eq!(path_prefix("/x/v2/", false), "/x/v2");
+    assert!(is_localhost("localhost") && is_localhost("[::1]:5000") && is_localhost("127.0.0.2:80"));
+    assert!(!is_localhost("localhost.example.com"));
+}
