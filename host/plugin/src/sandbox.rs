@@ -1,0 +1,145 @@
+//! The per-call store: an empty WASI context, the memory limiter, the
+//! `host.log` import, and stderr capture.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::{wit, wit_host};
+
+/// Bytes of stderr kept per call; a plugin writing more gets a closed stream.
+pub(crate) const STDERR_CAPACITY: usize = 64 * 1024;
+/// `host.log` records forwarded per call; the rest are counted and dropped.
+pub(crate) const MAX_LOG_RECORDS: u32 = 256;
+/// Characters of one log message or field forwarded.
+const MAX_LOG_CHARS: usize = 4096;
+/// Table elements a plugin may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Store data of one call.
+pub(crate) struct State {
+    pub plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub stderr: MemoryOutputPipe,
+    pub logs: u32,
+}
+
+impl State {
+    pub fn new(plugin: Arc<str>, memory_limit: usize) -> State {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // Nothing in it: no args, env, preopens; stdin closed; stdout
+        // discarded; network uses denied (the builder's defaults, made
+        // explicit where a default could change).
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        State {
+            plugin,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_limit, exceeded: None },
+            stderr,
+            logs: 0,
+        }
+    }
+
+    /// Forwards what the plugin wrote to stderr into the host log.
+    pub fn flush_stderr(&self) {
+        let bytes = self.stderr.contents();
+        if bytes.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "berth_plugin::stderr", plugin = %self.plugin, "{line}");
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Enforces the memory cap and remembers that it did, so a trap caused by a
+/// refused growth is reported as out-of-memory.
+pub(crate) struct Limiter {
+    pub memory_limit: usize,
+    /// The size a refused growth asked for.
+    pub exceeded: Option<usize>,
+}
+
+#[derive(Debug)]
+pub(crate) struct MemoryLimitExceeded;
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("memory limit exceeded")
+    }
+}
+impl std::error::Error for MemoryLimitExceeded {}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.exceeded = Some(desired);
+            // An error traps right here, instead of handing the guest a
+            // failed `memory.grow` it might loop on.
+            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_LOG_CHARS {
+        return s;
+    }
+    let mut end = MAX_LOG_CHARS;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl wit_host::Host for State {
+    fn log(&mut self, level: wit_host::Level, message: String, fields: Vec<wit::KeyValue>) {
+        self.logs += 1;
+        if self.logs > MAX_LOG_RECORDS {
+            if self.logs == MAX_LOG_RECORDS + 1 {
+                tracing::warn!(plugin = %self.plugin, "plugin log limit ({MAX_LOG_RECORDS} records per call) reached; dropping the rest");
+            }
+            return;
+        }
+        let mut rendered = String::new();
+        for kv in &fields {
+            use std::fmt::Write;
+            let _ = write!(rendered, " {}={:?}", clip(&kv.key), clip(&kv.value));
+        }
+        let plugin = &*self.plugin;
+        let message = clip(&message);
+        match level {
+            wit_host::Level::Trace => tracing::trace!(target: "berth_plugin::log", plugin, "{message}{rendered}"),
+            wit_host::Level::Debug => tracing::debug!(target: "berth_plugin::log", plugin, "{message}{rendered}"),
+            wit_host::Level::Info => tracing::info!(target: "berth_plugin::log", plugin, "{message}{rendered}"),
+            wit_host::Level::Warn => tracing::warn!(target: "berth_plugin::log", plugin, "{message}{rendered}"),
+            wit_host::Level::Error => tracing::error!(target: "berth_plugin::log", plugin, "{message}{rendered}"),
+        }
+    }
+}
+
+impl wit::Host for State {}
