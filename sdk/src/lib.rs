@@ -205,3 +205,8 @@ impl ImageReference {
         s
     }
 }
+
+/// The README's examples compile (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
