@@ -300,6 +300,8 @@ impl PluginHost {
                     // derived from the wasm digest and this engine's
                     // configuration, and was written by `precompile_component`
                     // of a compatible engine; wasmtime also checks its header.
+                    // Entries are only ever replaced by rename, never
+                    // rewritten in place, so the mapping stays valid.
                     match unsafe { Component::deserialize_file(&self.engine, &file) } {
                         Ok(c) => Some(c),
                         Err(e) => {
