@@ -11,14 +11,22 @@
 //! kind = "source-resolver"
 //! [plugin.config."docker.io"]
 //! server = "https://registry-1.docker.io"
-//! [plugin.config."docker.io".host."https://mirror.example.com"]
+//! [[plugin.config."docker.io".host]]
+//! url = "https://mirror.example.com"
 //! capabilities = ["pull", "resolve"]
-//! [plugin.config."docker.io".host."http://10.0.0.1:5000/base"]
+//! [[plugin.config."docker.io".host]]
+//! url = "http://10.0.0.1:5000/base"
 //! capabilities = ["pull"]
 //! skip_verify = true
 //! override_path = true
 //! header = { x-team = "infra" }
 //! ```
+//!
+//! `host` may also be written as in containerd's hosts.toml, a table keyed by
+//! URL (`[plugin.config."docker.io".host."https://mirror.example.com"]`); its
+//! entries are taken in the order of the JSON text the host passes, which
+//! keeps TOML's order only if the host's TOML → JSON conversion does. The
+//! array form above (`url` key) is ordered whatever the loader does.
 //!
 //! Result: the `host` entries in the order written, then the server (the
 //! `server` key, or the registry itself: `registry-1.docker.io` for
@@ -27,8 +35,7 @@
 //! `/v2` unless `override_path`; the top-level `capabilities`,
 //! `skip_verify` and `header` apply to the server. Hosts that cannot serve
 //! the requested operation (resolve, pull = pull or resolve, push) are left
-//! out. `host` may also be an array of tables with a `url` key, for config
-//! loaders that do not keep table order. TLS files (`ca`, `client`) are
+//! out. TLS files (`ca`, `client`) are
 //! the host's business: accepted and ignored here.
 
 use berth_sdk::prelude::*;

@@ -120,3 +120,26 @@ fn helpers() {
     assert!(is_localhost("localhost") && is_localhost("[::1]:5000") && is_localhost("127.0.0.2:80"));
     assert!(!is_localhost("localhost.example.com"));
 }
+
+#[test]
+fn documented_toml_through_json() {
+    // The module doc's berth.toml snippet, converted the way a host would
+    // (TOML table -> serde_json::Value -> text).
+    let doc = include_str!("lib.rs");
+    let toml_text: String = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("//! ```toml"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("//! ```"))
+        .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+        .collect();
+    let table: toml::Table = toml::from_str(&toml_text).unwrap();
+    let config = serde_json::to_value(&table["plugin"][0]["config"]).unwrap().to_string();
+    let h = hosts(pull("docker.io"), &config).unwrap();
+    let names: Vec<_> = h.iter().map(|h| (h.host.as_str(), h.path_prefix.as_str(), h.skip_verify)).collect();
+    assert_eq!(
+        names,
+        [("mirror.example.com", "/v2", false), ("10.0.0.1:5000", "/base", true), ("registry-1.docker.io", "/v2", false)]
+    );
+    assert_eq!(h[1].headers, vec![KeyValue::new("x-team", "infra")]);
+}
