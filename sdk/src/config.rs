@@ -40,8 +40,7 @@ impl Config {
     /// on `T` so a misspelt key is an error). Failures become
     /// [`PluginError::InvalidConfig`] naming the offending key and position.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
-        serde_json::from_str(self.text())
-            .map_err(|e| PluginError::InvalidConfig(format!("invalid plugin config: {e}")))
+        serde_json::from_str(self.text()).map_err(|e| PluginError::InvalidConfig(format!("invalid plugin config: {e}")))
     }
 
     /// The table as a `serde_json::Value` (an object; `{}` when absent).

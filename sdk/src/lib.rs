@@ -28,9 +28,9 @@
 //! so what a plugin returns in `cargo test` is exactly what the host receives.
 //! The [`testing`] module calls a plugin natively, with no wasm involved.
 
+mod adjust;
 #[doc(hidden)]
 pub mod bindings;
-mod adjust;
 mod config;
 pub mod log;
 pub mod size;
@@ -87,9 +87,7 @@ impl<T: SpecMutator> bindings::spec_mutator::exports::berth::plugin::mutator::Gu
     }
 }
 
-impl<T: SnapshotterSelector> bindings::snapshotter_selector::exports::berth::plugin::selector::Guest
-    for T
-{
+impl<T: SnapshotterSelector> bindings::snapshotter_selector::exports::berth::plugin::selector::Guest for T {
     fn info() -> PluginInfo {
         <T as SnapshotterSelector>::info()
     }

@@ -45,12 +45,18 @@ pub fn mutate<T: SpecMutator>(container: ContainerView, config: impl Into<Config
 }
 
 /// Calls a snapshotter-selector as the host would.
-pub fn select<T: SnapshotterSelector>(facts: HostFacts, config: impl Into<Config>) -> Result<SnapshotterChoice, PluginError> {
+pub fn select<T: SnapshotterSelector>(
+    facts: HostFacts,
+    config: impl Into<Config>,
+) -> Result<SnapshotterChoice, PluginError> {
     <T as SelectorGuest>::select(facts, config.into().raw().to_string())
 }
 
 /// Calls a source-resolver as the host would.
-pub fn resolve<T: SourceResolver>(request: ResolveRequest, config: impl Into<Config>) -> Result<Vec<Source>, PluginError> {
+pub fn resolve<T: SourceResolver>(
+    request: ResolveRequest,
+    config: impl Into<Config>,
+) -> Result<Vec<Source>, PluginError> {
     <T as ResolverGuest>::resolve(request, config.into().raw().to_string())
 }
 
@@ -106,10 +112,16 @@ pub fn container() -> ContainerView {
         hostname: None,
         readonly_rootfs: false,
         mounts: Vec::new(),
-        namespaces: [NamespaceKind::Pid, NamespaceKind::Ipc, NamespaceKind::Uts, NamespaceKind::Mount, NamespaceKind::Network]
-            .into_iter()
-            .map(|kind| Namespace { kind, path: None })
-            .collect(),
+        namespaces: [
+            NamespaceKind::Pid,
+            NamespaceKind::Ipc,
+            NamespaceKind::Uts,
+            NamespaceKind::Mount,
+            NamespaceKind::Network,
+        ]
+        .into_iter()
+        .map(|kind| Namespace { kind, path: None })
+        .collect(),
     }
 }
 

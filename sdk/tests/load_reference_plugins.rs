@@ -63,7 +63,8 @@ fn every_reference_plugin_loads_and_answers() {
 
     // spec-mutators
     let nomad = load("nomad-task", PluginKind::SpecMutator, json!({"env": {"A": "1"}}));
-    let adj = nomad.mutate(&view(&[("command", "sh"), ("args", r#"["-c","true"]"#), ("host_network", "true")])).unwrap();
+    let adj =
+        nomad.mutate(&view(&[("command", "sh"), ("args", r#"["-c","true"]"#), ("host_network", "true")])).unwrap();
     assert_eq!(adj.args, Some(vec!["/init".into(), "sh".into(), "-c".into(), "true".into()]));
     assert_eq!(adj.env_set, vec![("A".to_string(), "1".to_string())]);
     assert_eq!(adj.mounts_add.len(), 2);

@@ -65,7 +65,8 @@ pub fn build_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for p in &packages {
         command.args(["-p", p]);
     }
-    crate::run(&mut command).context("building the plugins (is the target installed? `rustup target add wasm32-wasip2`)")?;
+    crate::run(&mut command)
+        .context("building the plugins (is the target installed? `rustup target add wasm32-wasip2`)")?;
 
     let out = output_dir(root);
     let mut paths = Vec::new();

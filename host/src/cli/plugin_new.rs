@@ -89,11 +89,13 @@ fn valid_name(name: &str) -> bool {
 /// The berth workspace root above `dir` (a Cargo.toml with `[workspace]` and
 /// an `sdk/` and `plugins/` directory), if any.
 fn berth_workspace(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors().find(|d| {
-        d.join("sdk/Cargo.toml").is_file()
-            && d.join("plugins").is_dir()
-            && std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
-    }).map(Path::to_path_buf)
+    dir.ancestors()
+        .find(|d| {
+            d.join("sdk/Cargo.toml").is_file()
+                && d.join("plugins").is_dir()
+                && std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+        })
+        .map(Path::to_path_buf)
 }
 
 /// Creates the crate `dir/name` for a plugin of `kind`; returns its path.
@@ -176,10 +178,11 @@ strip = true
     if member_of.is_none() {
         write(crate_dir.join(".gitignore"), "/target\n")?;
         // The same dependency versions as the SDK's own checkout, when known.
-        if let Some(lock) = sdk.and_then(|s| berth_workspace(s)).map(|root| root.join("Cargo.lock"))
+        if let Some(lock) = sdk.and_then(berth_workspace).map(|root| root.join("Cargo.lock"))
             && lock.is_file()
         {
-            std::fs::copy(&lock, crate_dir.join("Cargo.lock")).with_context(|| format!("copying {}", lock.display()))?;
+            std::fs::copy(&lock, crate_dir.join("Cargo.lock"))
+                .with_context(|| format!("copying {}", lock.display()))?;
         }
     }
     Ok(crate_dir)
@@ -190,7 +193,10 @@ fn readme(name: &str, kind: Kind, member: bool) -> String {
     let (build, path) = if member {
         ("cargo xtask build-plugins".to_string(), format!("target/wasm32-wasip2/plugin/{name}.wasm"))
     } else {
-        ("cargo build --release --target wasm32-wasip2".to_string(), format!("target/wasm32-wasip2/release/{wasm}.wasm"))
+        (
+            "cargo build --release --target wasm32-wasip2".to_string(),
+            format!("target/wasm32-wasip2/release/{wasm}.wasm"),
+        )
     };
     let grants = match kind {
         Kind::SpecMutator => "\ngrants = [\"env\"]",

@@ -50,7 +50,9 @@ impl SnapshotterSelector for AutoSnapshotter {
         let s: Settings = config.parse()?;
         if let Some(name) = s.force {
             if s.forbid.contains(&name) {
-                return Err(PluginError::invalid_config(format!("auto-snapshotter: `{name}` is both forced and forbidden")));
+                return Err(PluginError::invalid_config(format!(
+                    "auto-snapshotter: `{name}` is both forced and forbidden"
+                )));
             }
             if !facts.available.contains(&name) {
                 return Err(PluginError::invalid_config(format!(
@@ -114,11 +116,16 @@ mod tests {
 
     #[test]
     fn then_fuse_then_native() {
-        let facts = HostFacts { fuse_overlayfs_binary: Some("/usr/bin/fuse-overlayfs".into()), dev_fuse: true, ..no_overlay() };
+        let facts =
+            HostFacts { fuse_overlayfs_binary: Some("/usr/bin/fuse-overlayfs".into()), dev_fuse: true, ..no_overlay() };
         let c = testing::select::<AutoSnapshotter>(facts, "").unwrap();
         assert_eq!(c.name, "fuse-overlayfs");
         assert!(c.reason.contains("upper fs does not support tmpfile"), "{}", c.reason);
-        let facts = HostFacts { fuse_overlayfs_binary: Some("/usr/bin/fuse-overlayfs".into()), dev_fuse: false, ..no_overlay() };
+        let facts = HostFacts {
+            fuse_overlayfs_binary: Some("/usr/bin/fuse-overlayfs".into()),
+            dev_fuse: false,
+            ..no_overlay()
+        };
         let c = testing::select::<AutoSnapshotter>(facts, "").unwrap();
         assert_eq!(c.name, "native");
         assert!(c.reason.contains("/dev/fuse"));
@@ -134,7 +141,8 @@ mod tests {
         assert_eq!(c.name, "native");
         let e = testing::select::<AutoSnapshotter>(no_overlay(), json!({"forbid": ["native"]})).unwrap_err();
         assert!(matches!(e, PluginError::Rejected(m) if m.contains("native forbidden")));
-        let c = testing::select::<AutoSnapshotter>(testing::host_facts(), json!({"order": ["native", "overlayfs"]})).unwrap();
+        let c = testing::select::<AutoSnapshotter>(testing::host_facts(), json!({"order": ["native", "overlayfs"]}))
+            .unwrap();
         assert_eq!(c.name, "native");
     }
 

@@ -39,8 +39,8 @@
 //! the host's business: accepted and ignored here.
 
 use berth_sdk::prelude::*;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The key of the table used for registries without their own.
@@ -181,7 +181,10 @@ fn parse_url(raw: &str, at: &str) -> Result<(String, String, String), PluginErro
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if host.is_empty() || host.ends_with(':') || host.contains(|c: char| c.is_whitespace() || c == '@' || c == '?' || c == '#') {
+    if host.is_empty()
+        || host.ends_with(':')
+        || host.contains(|c: char| c.is_whitespace() || c == '@' || c == '?' || c == '#')
+    {
         return Err(bad("bad host"));
     }
     Ok((scheme.to_string(), host.to_string(), path.to_string()))
@@ -306,11 +309,8 @@ impl SourceResolver for HostsResolver {
             None => hosts_for(registry, &HostsFile::default(), "[default]")?,
         };
         let need = needed(request.operation);
-        let sources: Vec<Source> = hosts
-            .into_iter()
-            .filter(|h| h.capabilities.intersects(need))
-            .map(Source::registry)
-            .collect();
+        let sources: Vec<Source> =
+            hosts.into_iter().filter(|h| h.capabilities.intersects(need)).map(Source::registry).collect();
         berth_sdk::debug!("{}: {} source(s)", request.reference.to_string_full(), sources.len());
         Ok(sources)
     }

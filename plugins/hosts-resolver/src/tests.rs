@@ -71,7 +71,10 @@ fn operation_filters_hosts() {
     let mut req = pull("docker.io");
     req.operation = Operation::Resolve;
     let h = hosts(req.clone(), CFG).unwrap();
-    assert_eq!(h.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["z-mirror.example.com", "a-mirror.example.com", "registry-1.docker.io"]);
+    assert_eq!(
+        h.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(),
+        ["z-mirror.example.com", "a-mirror.example.com", "registry-1.docker.io"]
+    );
     req.operation = Operation::Push;
     let h = hosts(req, CFG).unwrap();
     assert_eq!(h.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["a-mirror.example.com", "registry-1.docker.io"]);
@@ -84,7 +87,10 @@ fn default_table_and_server_fields() {
     let cfg = r#"{"r.example.com": {"server": "http://r.example.com:8080/api", "capabilities": ["pull"], "skip_verify": true, "header": {"a": "b"}}}"#;
     let h = hosts(pull("r.example.com"), cfg).unwrap();
     assert_eq!(h.len(), 1);
-    assert_eq!((h[0].scheme.as_str(), h[0].host.as_str(), h[0].path_prefix.as_str()), ("http", "r.example.com:8080", "/api/v2"));
+    assert_eq!(
+        (h[0].scheme.as_str(), h[0].host.as_str(), h[0].path_prefix.as_str()),
+        ("http", "r.example.com:8080", "/api/v2")
+    );
     assert_eq!(h[0].capabilities, HostCapabilities::PULL);
     assert!(h[0].skip_verify);
     assert_eq!(h[0].headers, vec![KeyValue::new("a", "b")]);
@@ -103,7 +109,8 @@ fn array_form_and_tls_keys() {
 
 #[test]
 fn config_errors_name_the_place() {
-    let e = hosts(pull("docker.io"), r#"{"docker.io": {"host": {"https://m": {"capabilities": ["fetch"]}}}}"#).unwrap_err();
+    let e =
+        hosts(pull("docker.io"), r#"{"docker.io": {"host": {"https://m": {"capabilities": ["fetch"]}}}}"#).unwrap_err();
     assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("fetch") && m.contains("https://m")), "{e:?}");
     let e = hosts(pull("docker.io"), r#"{"quay.io": {"servr": "x"}}"#).unwrap_err();
     assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("[quay.io]") && m.contains("servr")), "{e:?}");
@@ -139,7 +146,11 @@ fn documented_toml_through_json() {
     let names: Vec<_> = h.iter().map(|h| (h.host.as_str(), h.path_prefix.as_str(), h.skip_verify)).collect();
     assert_eq!(
         names,
-        [("mirror.example.com", "/v2", false), ("10.0.0.1:5000", "/base", true), ("registry-1.docker.io", "/v2", false)]
+        [
+            ("mirror.example.com", "/v2", false),
+            ("10.0.0.1:5000", "/base", true),
+            ("registry-1.docker.io", "/v2", false)
+        ]
     );
     assert_eq!(h[1].headers, vec![KeyValue::new("x-team", "infra")]);
 }

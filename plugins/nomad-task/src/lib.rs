@@ -277,23 +277,41 @@ fn device(spec: &DeviceSpec) -> Result<Device, PluginError> {
                              devices; write it as `{path}:c:MAJOR:MINOR`"
                         ))
                     })?;
-                    return Ok(Device { path: path.to_string(), type_: kind, major, minor, file_mode: None, uid: None, gid: None });
+                    return Ok(Device {
+                        path: path.to_string(),
+                        type_: kind,
+                        major,
+                        minor,
+                        file_mode: None,
+                        uid: None,
+                        gid: None,
+                    });
                 }
                 [path, kind, major, minor] => {
                     let num = |s: &str| {
-                        s.parse::<i64>().map_err(|_| PluginError::rejected(format!("nomad-task: device `{text}`: bad number `{s}`")))
+                        s.parse::<i64>().map_err(|_| {
+                            PluginError::rejected(format!("nomad-task: device `{text}`: bad number `{s}`"))
+                        })
                     };
                     (path.to_string(), kind.to_string(), num(major)?, num(minor)?, None)
                 }
-                _ => return Err(PluginError::rejected(format!("nomad-task: device `{text}`: expected PATH or PATH:TYPE:MAJOR:MINOR"))),
+                _ => {
+                    return Err(PluginError::rejected(format!(
+                        "nomad-task: device `{text}`: expected PATH or PATH:TYPE:MAJOR:MINOR"
+                    )));
+                }
             }
         }
-        DeviceSpec::Full { path, kind, major, minor, file_mode } => (path.clone(), kind.clone(), *major, *minor, *file_mode),
+        DeviceSpec::Full { path, kind, major, minor, file_mode } => {
+            (path.clone(), kind.clone(), *major, *minor, *file_mode)
+        }
     };
     let type_ = match kind.as_str() {
         "c" | "u" | "char" => DeviceType::Char,
         "b" | "block" => DeviceType::Block,
-        other => return Err(PluginError::rejected(format!("nomad-task: device `{path}`: unknown type `{other}` (c or b)"))),
+        other => {
+            return Err(PluginError::rejected(format!("nomad-task: device `{path}`: unknown type `{other}` (c or b)")));
+        }
     };
     if !path.starts_with("/dev/") {
         return Err(PluginError::rejected(format!("nomad-task: device `{path}` is not under /dev")));
@@ -316,7 +334,11 @@ pub fn with_privileged_bits() -> Privileged {
         | Privileged::UNCONFINED_APPARMOR
 }
 
-fn task_config(container: &ContainerView, s: &Settings, defaults: Map<String, Value>) -> Result<TaskConfig, PluginError> {
+fn task_config(
+    container: &ContainerView,
+    s: &Settings,
+    defaults: Map<String, Value>,
+) -> Result<TaskConfig, PluginError> {
     // Defaults alone must be valid: an error there is the operator's.
     serde_json::from_value::<TaskConfig>(Value::Object(defaults.clone()))
         .map_err(|e| PluginError::invalid_config(format!("nomad-task: invalid task config default: {e}")))?;
@@ -389,9 +411,11 @@ impl SpecMutator for NomadTask {
 
         // oci.WithHostNamespace(network), WithHostHostsFile, WithHostResolvconf.
         if task.host_network {
-            adj = adj
-                .bind_mount("/etc/hosts", "/etc/hosts", &["rbind", "ro"])
-                .bind_mount("/etc/resolv.conf", "/etc/resolv.conf", &["rbind", "ro"]);
+            adj = adj.bind_mount("/etc/hosts", "/etc/hosts", &["rbind", "ro"]).bind_mount(
+                "/etc/resolv.conf",
+                "/etc/resolv.conf",
+                &["rbind", "ro"],
+            );
         }
 
         for cap in &task.cap_add {
@@ -421,7 +445,8 @@ impl SpecMutator for NomadTask {
         if let Some(Size(bytes)) = task.memory_limit
             && bytes > 0
         {
-            let bytes = i64::try_from(bytes).map_err(|_| PluginError::rejected("nomad-task: memory_limit is too large"))?;
+            let bytes =
+                i64::try_from(bytes).map_err(|_| PluginError::rejected("nomad-task: memory_limit is too large"))?;
             adj = adj.memory_limit(bytes);
         }
         if let Some(shares) = task.cpu_shares
@@ -448,7 +473,8 @@ impl SpecMutator for NomadTask {
             let options: Vec<&str> = m.options.iter().map(String::as_str).collect();
             adj = adj.mount(Mount::new(m.kind.clone(), m.source.clone(), m.target.clone(), &options));
         }
-        for (dir, target) in [(&task.secrets_dir, "/secrets"), (&task.task_dir, "/local"), (&task.alloc_dir, "/alloc")] {
+        for (dir, target) in [(&task.secrets_dir, "/secrets"), (&task.task_dir, "/local"), (&task.alloc_dir, "/alloc")]
+        {
             if let Some(dir) = dir.as_deref().filter(|d| !d.is_empty()) {
                 adj = adj.bind_mount(dir, target, &["rbind", "ro"]);
             }
@@ -473,7 +499,8 @@ impl SpecMutator for NomadTask {
 
 fn seccomp_profile(p: &str, s: &Settings) -> Result<Value, PluginError> {
     let value = if p.trim_start().starts_with('{') {
-        serde_json::from_str::<Value>(p).map_err(|e| PluginError::rejected(format!("nomad-task: seccomp_profile: {e}")))?
+        serde_json::from_str::<Value>(p)
+            .map_err(|e| PluginError::rejected(format!("nomad-task: seccomp_profile: {e}")))?
     } else {
         s.seccomp_profiles.get(p).cloned().ok_or_else(|| {
             PluginError::rejected(format!(

@@ -151,7 +151,8 @@ fn mounts_and_task_dirs() {
         "secrets_dir": "/alloc/t/secrets", "task_dir": "/alloc/t/local", "alloc_dir": "/alloc/alloc",
     });
     let adj = run(task(t), json!({})).unwrap();
-    let got: Vec<_> = adj.mounts_add.iter().map(|m| (m.destination.as_str(), m.source.as_str(), m.options.join(","))).collect();
+    let got: Vec<_> =
+        adj.mounts_add.iter().map(|m| (m.destination.as_str(), m.source.as_str(), m.options.join(","))).collect();
     assert_eq!(
         got,
         vec![
@@ -174,7 +175,8 @@ fn mounts_and_task_dirs() {
 #[test]
 fn demo_style_config() {
     // Task keys at the top of the plugin config are defaults.
-    let adj = run(testing::container(), json!({"env": {"DEMO_PLUGIN": "nomad-task"}, "cap_drop": ["CAP_NET_RAW"]})).unwrap();
+    let adj =
+        run(testing::container(), json!({"env": {"DEMO_PLUGIN": "nomad-task"}, "cap_drop": ["CAP_NET_RAW"]})).unwrap();
     assert_eq!(adj.env_set, vec![KeyValue::new("DEMO_PLUGIN", "nomad-task")]);
     assert_eq!(adj.capabilities_drop, vec!["CAP_NET_RAW".to_string()]);
     let e = run(testing::container(), json!({"allow_privileged": "yes"})).unwrap_err();

@@ -57,7 +57,9 @@ pub struct PrivilegedPlugin;
 
 impl SpecMutator for PrivilegedPlugin {
     fn info() -> PluginInfo {
-        berth_sdk::plugin_info!("containerd WithPrivileged: all caps and devices, no seccomp/apparmor, rw sysfs/cgroupfs")
+        berth_sdk::plugin_info!(
+            "containerd WithPrivileged: all caps and devices, no seccomp/apparmor, rw sysfs/cgroupfs"
+        )
     }
 
     fn mutate(container: ContainerView, config: Config) -> Result<Adjustment, PluginError> {
@@ -121,11 +123,16 @@ mod tests {
         let cfg = json!({"only_when_requested": true});
         let adj = testing::mutate::<PrivilegedPlugin>(testing::container(), cfg.clone()).unwrap();
         assert!(adj.is_empty());
-        let adj = testing::mutate::<PrivilegedPlugin>(testing::container().with_option("privileged", "true"), cfg.clone()).unwrap();
+        let adj =
+            testing::mutate::<PrivilegedPlugin>(testing::container().with_option("privileged", "true"), cfg.clone())
+                .unwrap();
         assert!(adj.privileged.contains(Privileged::ALL_CAPABILITIES));
-        let adj = testing::mutate::<PrivilegedPlugin>(testing::container().with_annotation(ANNOTATION, "1"), cfg.clone()).unwrap();
+        let adj =
+            testing::mutate::<PrivilegedPlugin>(testing::container().with_annotation(ANNOTATION, "1"), cfg.clone())
+                .unwrap();
         assert!(adj.privileged.contains(Privileged::SYSFS_RW));
-        let e = testing::mutate::<PrivilegedPlugin>(testing::container().with_option("privileged", "maybe"), cfg).unwrap_err();
+        let e = testing::mutate::<PrivilegedPlugin>(testing::container().with_option("privileged", "maybe"), cfg)
+            .unwrap_err();
         assert!(matches!(e, PluginError::Rejected(_)));
     }
 }

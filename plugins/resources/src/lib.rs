@@ -222,7 +222,8 @@ mod tests {
     #[test]
     fn prefix() {
         let cfg = json!({"option_prefix": "resources."});
-        let r = run(testing::container().with_option("resources.memory", "1m").with_option("memory", "9m"), cfg).unwrap();
+        let r =
+            run(testing::container().with_option("resources.memory", "1m").with_option("memory", "9m"), cfg).unwrap();
         assert_eq!(r.memory_limit, Some(1 << 20));
     }
 
@@ -236,7 +237,8 @@ mod tests {
         assert!(matches!(err("memory", "lots"), PluginError::Rejected(_)));
         assert!(matches!(err("cpu_shares", "1"), PluginError::Rejected(_)));
         assert!(matches!(err("memory_swap", "1g"), PluginError::Rejected(m) if m.contains("needs a memory limit")));
-        let e = run(testing::container().with_option("memory", "1g").with_option("memory_swap", "512m"), json!({})).unwrap_err();
+        let e = run(testing::container().with_option("memory", "1g").with_option("memory_swap", "512m"), json!({}))
+            .unwrap_err();
         assert!(e.message().contains("at least"));
         let e = run(testing::container(), json!({"defaults": {"memroy": "1g"}})).unwrap_err();
         assert!(matches!(e, PluginError::InvalidConfig(m) if m.contains("memroy")));

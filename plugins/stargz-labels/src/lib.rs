@@ -199,7 +199,10 @@ mod tests {
         assert!(parse_reference("docker.io/Library/x").is_err());
         assert!(parse_reference("docker.io/x:-bad").is_err());
         let r = parse_reference("localhost:5000/a/b:v1").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("localhost:5000", "a/b", Some("v1")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost:5000", "a/b", Some("v1"))
+        );
         assert!(parse_digest("sha256:ABC").is_err());
         assert!(parse_digest(&d('f')).is_ok());
     }
