@@ -581,6 +581,16 @@ fn apply_device(spec: &mut Spec, d: &Device, ctx: &mut Ctx) -> Result<(), ApplyE
         dev.set_file_mode(d.file_mode);
         dev.set_uid(d.uid);
         dev.set_gid(d.gid);
+        if d.file_mode.is_none() && d.uid.is_none() && d.gid.is_none()
+            && let Ok(Some(host)) = device_from_path(Path::new(&d.path))
+            && (host.typ(), host.major(), host.minor()) == (dev.typ(), dev.major(), dev.minor())
+        {
+            // The same node on the host: its mode and owner, as containerd's
+            // DeviceFromPath records them.
+            dev.set_file_mode(host.file_mode());
+            dev.set_uid(host.uid());
+            dev.set_gid(host.gid());
+        }
         (dev, None)
     };
     let value = format!("{} {}:{}", dev.typ().as_str(), dev.major(), dev.minor());
