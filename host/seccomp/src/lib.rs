@@ -22,359 +22,53 @@ pub const ENOSYS: u32 = 38;
 pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
 /// Syscalls allowed whatever the architecture and capabilities.
+#[rustfmt::skip]
 pub const ALLOWED: &[&str] = &[
-    "accept",
-    "accept4",
-    "access",
-    "adjtimex",
-    "alarm",
-    "bind",
-    "brk",
-    "cachestat",
-    "capget",
-    "capset",
-    "chdir",
-    "chmod",
-    "chown",
-    "chown32",
-    "clock_adjtime",
-    "clock_adjtime64",
-    "clock_getres",
-    "clock_getres_time64",
-    "clock_gettime",
-    "clock_gettime64",
-    "clock_nanosleep",
-    "clock_nanosleep_time64",
-    "close",
-    "close_range",
-    "connect",
-    "copy_file_range",
-    "creat",
-    "dup",
-    "dup2",
-    "dup3",
-    "epoll_create",
-    "epoll_create1",
-    "epoll_ctl",
-    "epoll_ctl_old",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_wait",
-    "epoll_wait_old",
-    "eventfd",
-    "eventfd2",
-    "execve",
-    "execveat",
-    "exit",
-    "exit_group",
-    "faccessat",
-    "faccessat2",
-    "fadvise64",
-    "fadvise64_64",
-    "fallocate",
-    "fanotify_mark",
-    "fchdir",
-    "fchmod",
-    "fchmodat",
-    "fchmodat2",
-    "fchown",
-    "fchown32",
-    "fchownat",
-    "fcntl",
-    "fcntl64",
-    "fdatasync",
-    "fgetxattr",
-    "flistxattr",
-    "flock",
-    "fork",
-    "fremovexattr",
-    "fsetxattr",
-    "fstat",
-    "fstat64",
-    "fstatat64",
-    "fstatfs",
-    "fstatfs64",
-    "fsync",
-    "ftruncate",
-    "ftruncate64",
-    "futex",
-    "futex_requeue",
-    "futex_time64",
-    "futex_wait",
-    "futex_waitv",
-    "futex_wake",
-    "futimesat",
-    "getcpu",
-    "getcwd",
-    "getdents",
-    "getdents64",
-    "getegid",
-    "getegid32",
-    "geteuid",
-    "geteuid32",
-    "getgid",
-    "getgid32",
-    "getgroups",
-    "getgroups32",
-    "getitimer",
-    "getpeername",
-    "getpgid",
-    "getpgrp",
-    "getpid",
-    "getppid",
-    "getpriority",
-    "getrandom",
-    "getresgid",
-    "getresgid32",
-    "getresuid",
-    "getresuid32",
-    "getrlimit",
-    "get_robust_list",
-    "getrusage",
-    "getsid",
-    "getsockname",
-    "getsockopt",
-    "get_thread_area",
-    "gettid",
-    "gettimeofday",
-    "getuid",
-    "getuid32",
-    "getxattr",
-    "inotify_add_watch",
-    "inotify_init",
-    "inotify_init1",
-    "inotify_rm_watch",
-    "io_cancel",
-    "ioctl",
-    "io_destroy",
-    "io_getevents",
-    "io_pgetevents",
-    "io_pgetevents_time64",
-    "ioprio_get",
-    "ioprio_set",
-    "io_setup",
-    "io_submit",
-    "ipc",
-    "kill",
-    "landlock_add_rule",
-    "landlock_create_ruleset",
-    "landlock_restrict_self",
-    "lchown",
-    "lchown32",
-    "lgetxattr",
-    "link",
-    "linkat",
-    "listen",
-    "listxattr",
-    "llistxattr",
-    "_llseek",
-    "lremovexattr",
-    "lseek",
-    "lsetxattr",
-    "lstat",
-    "lstat64",
-    "madvise",
-    "map_shadow_stack",
-    "membarrier",
-    "memfd_create",
-    "memfd_secret",
-    "mincore",
-    "mkdir",
-    "mkdirat",
-    "mknod",
-    "mknodat",
-    "mlock",
-    "mlock2",
-    "mlockall",
-    "mmap",
-    "mmap2",
-    "mprotect",
-    "mq_getsetattr",
-    "mq_notify",
-    "mq_open",
-    "mq_timedreceive",
-    "mq_timedreceive_time64",
-    "mq_timedsend",
-    "mq_timedsend_time64",
-    "mq_unlink",
-    "mremap",
-    "msgctl",
-    "msgget",
-    "msgrcv",
-    "msgsnd",
-    "msync",
-    "munlock",
-    "munlockall",
-    "munmap",
-    "nanosleep",
-    "newfstatat",
-    "_newselect",
-    "open",
-    "openat",
-    "openat2",
-    "pause",
-    "pidfd_open",
-    "pidfd_send_signal",
-    "pipe",
-    "pipe2",
-    "pkey_alloc",
-    "pkey_free",
-    "pkey_mprotect",
-    "poll",
-    "ppoll",
-    "ppoll_time64",
-    "prctl",
-    "pread64",
-    "preadv",
-    "preadv2",
-    "prlimit64",
-    "process_mrelease",
-    "pselect6",
-    "pselect6_time64",
-    "pwrite64",
-    "pwritev",
-    "pwritev2",
-    "read",
-    "readahead",
-    "readlink",
-    "readlinkat",
-    "readv",
-    "recv",
-    "recvfrom",
-    "recvmmsg",
-    "recvmmsg_time64",
-    "recvmsg",
-    "remap_file_pages",
-    "removexattr",
-    "rename",
-    "renameat",
-    "renameat2",
-    "restart_syscall",
-    "rmdir",
-    "rseq",
-    "rt_sigaction",
-    "rt_sigpending",
-    "rt_sigprocmask",
-    "rt_sigqueueinfo",
-    "rt_sigreturn",
-    "rt_sigsuspend",
-    "rt_sigtimedwait",
-    "rt_sigtimedwait_time64",
-    "rt_tgsigqueueinfo",
-    "sched_getaffinity",
-    "sched_getattr",
-    "sched_getparam",
-    "sched_get_priority_max",
-    "sched_get_priority_min",
-    "sched_getscheduler",
-    "sched_rr_get_interval",
-    "sched_rr_get_interval_time64",
-    "sched_setaffinity",
-    "sched_setattr",
-    "sched_setparam",
-    "sched_setscheduler",
-    "sched_yield",
-    "seccomp",
-    "select",
-    "semctl",
-    "semget",
-    "semop",
-    "semtimedop",
-    "semtimedop_time64",
-    "send",
-    "sendfile",
-    "sendfile64",
-    "sendmmsg",
-    "sendmsg",
-    "sendto",
-    "setfsgid",
-    "setfsgid32",
-    "setfsuid",
-    "setfsuid32",
-    "setgid",
-    "setgid32",
-    "setgroups",
-    "setgroups32",
-    "setitimer",
-    "setpgid",
-    "setpriority",
-    "setregid",
-    "setregid32",
-    "setresgid",
-    "setresgid32",
-    "setresuid",
-    "setresuid32",
-    "setreuid",
-    "setreuid32",
-    "setrlimit",
-    "set_robust_list",
-    "setsid",
-    "setsockopt",
-    "set_thread_area",
-    "set_tid_address",
-    "setuid",
-    "setuid32",
-    "setxattr",
-    "shmat",
-    "shmctl",
-    "shmdt",
-    "shmget",
-    "shutdown",
-    "sigaltstack",
-    "signalfd",
-    "signalfd4",
-    "sigprocmask",
-    "sigreturn",
-    "socket",
-    "socketcall",
-    "socketpair",
-    "splice",
-    "stat",
-    "stat64",
-    "statfs",
-    "statfs64",
-    "statx",
-    "symlink",
-    "symlinkat",
-    "sync",
-    "sync_file_range",
-    "syncfs",
-    "sysinfo",
-    "tee",
-    "tgkill",
-    "time",
-    "timer_create",
-    "timer_delete",
-    "timer_getoverrun",
-    "timer_gettime",
-    "timer_gettime64",
-    "timer_settime",
-    "timer_settime64",
-    "timerfd_create",
-    "timerfd_gettime",
-    "timerfd_gettime64",
-    "timerfd_settime",
-    "timerfd_settime64",
-    "times",
-    "tkill",
-    "truncate",
-    "truncate64",
-    "ugetrlimit",
-    "umask",
-    "uname",
-    "unlink",
-    "unlinkat",
-    "utime",
-    "utimensat",
-    "utimensat_time64",
-    "utimes",
-    "vfork",
-    "vmsplice",
-    "wait4",
-    "waitid",
-    "waitpid",
-    "write",
-    "writev",
+    "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "cachestat", "capget", "capset", "chdir",
+    "chmod", "chown", "chown32", "clock_adjtime", "clock_adjtime64", "clock_getres", "clock_getres_time64",
+    "clock_gettime", "clock_gettime64", "clock_nanosleep", "clock_nanosleep_time64", "close", "close_range",
+    "connect", "copy_file_range", "creat", "dup", "dup2", "dup3", "epoll_create", "epoll_create1", "epoll_ctl",
+    "epoll_ctl_old", "epoll_pwait", "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd", "eventfd2", "execve",
+    "execveat", "exit", "exit_group", "faccessat", "faccessat2", "fadvise64", "fadvise64_64", "fallocate",
+    "fanotify_mark", "fchdir", "fchmod", "fchmodat", "fchmodat2", "fchown", "fchown32", "fchownat", "fcntl",
+    "fcntl64", "fdatasync", "fgetxattr", "flistxattr", "flock", "fork", "fremovexattr", "fsetxattr", "fstat",
+    "fstat64", "fstatat64", "fstatfs", "fstatfs64", "fsync", "ftruncate", "ftruncate64", "futex", "futex_requeue",
+    "futex_time64", "futex_wait", "futex_waitv", "futex_wake", "futimesat", "get_robust_list", "get_thread_area",
+    "getcpu", "getcwd", "getdents", "getdents64", "getegid", "getegid32", "geteuid", "geteuid32", "getgid",
+    "getgid32", "getgroups", "getgroups32", "getitimer", "getpeername", "getpgid", "getpgrp", "getpid", "getppid",
+    "getpriority", "getrandom", "getresgid", "getresgid32", "getresuid", "getresuid32", "getrlimit", "getrusage",
+    "getsid", "getsockname", "getsockopt", "gettid", "gettimeofday", "getuid", "getuid32", "getxattr",
+    "inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch", "io_cancel", "io_destroy",
+    "io_getevents", "io_pgetevents", "io_pgetevents_time64", "io_setup", "io_submit", "io_uring_enter",
+    "io_uring_register", "io_uring_setup", "ioctl", "ioprio_get", "ioprio_set", "ipc", "kill", "landlock_add_rule",
+    "landlock_create_ruleset", "landlock_restrict_self", "lchown", "lchown32", "lgetxattr", "link", "linkat",
+    "listen", "listxattr", "llistxattr", "_llseek", "lremovexattr", "lseek", "lsetxattr", "lstat", "lstat64",
+    "madvise", "map_shadow_stack", "membarrier", "memfd_create", "memfd_secret", "mincore", "mkdir", "mkdirat",
+    "mknod", "mknodat", "mlock", "mlock2", "mlockall", "mmap", "mmap2", "mprotect", "mq_getsetattr", "mq_notify",
+    "mq_open", "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend", "mq_timedsend_time64", "mq_unlink",
+    "mremap", "msgctl", "msgget", "msgrcv", "msgsnd", "msync", "munlock", "munlockall", "munmap",
+    "name_to_handle_at", "nanosleep", "newfstatat", "_newselect", "open", "openat", "openat2", "pause",
+    "pidfd_open", "pidfd_send_signal", "pipe", "pipe2", "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll",
+    "ppoll_time64", "prctl", "pread64", "preadv", "preadv2", "prlimit64", "process_mrelease", "pselect6",
+    "pselect6_time64", "pwrite64", "pwritev", "pwritev2", "read", "readahead", "readlink", "readlinkat", "readv",
+    "recv", "recvfrom", "recvmmsg", "recvmmsg_time64", "recvmsg", "remap_file_pages", "removexattr", "rename",
+    "renameat", "renameat2", "restart_syscall", "rmdir", "rseq", "rt_sigaction", "rt_sigpending", "rt_sigprocmask",
+    "rt_sigqueueinfo", "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait", "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo", "sched_get_priority_max", "sched_get_priority_min", "sched_getaffinity", "sched_getattr",
+    "sched_getparam", "sched_getscheduler", "sched_rr_get_interval", "sched_rr_get_interval_time64",
+    "sched_setaffinity", "sched_setattr", "sched_setparam", "sched_setscheduler", "sched_yield", "seccomp",
+    "select", "semctl", "semget", "semop", "semtimedop", "semtimedop_time64", "send", "sendfile", "sendfile64",
+    "sendmmsg", "sendmsg", "sendto", "set_robust_list", "set_thread_area", "set_tid_address", "setfsgid",
+    "setfsgid32", "setfsuid", "setfsuid32", "setgid", "setgid32", "setgroups", "setgroups32", "setitimer",
+    "setpgid", "setpriority", "setregid", "setregid32", "setresgid", "setresgid32", "setresuid", "setresuid32",
+    "setreuid", "setreuid32", "setrlimit", "setsid", "setsockopt", "setuid", "setuid32", "setxattr", "shmat",
+    "shmctl", "shmdt", "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4", "sigprocmask", "sigreturn",
+    "socketcall", "socketpair", "splice", "stat", "stat64", "statfs", "statfs64", "statx", "symlink", "symlinkat",
+    "sync", "sync_file_range", "syncfs", "sysinfo", "tee", "tgkill", "time", "timer_create", "timer_delete",
+    "timer_getoverrun", "timer_gettime", "timer_gettime64", "timer_settime", "timer_settime64", "timerfd_create",
+    "timerfd_gettime", "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate",
+    "truncate64", "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat", "utimensat_time64",
+    "utimes", "vfork", "vmsplice", "wait4", "waitid", "waitpid", "write", "writev",
 ];
 
 /// `personality` personas allowed for everyone: `PER_LINUX`,
@@ -451,24 +145,18 @@ pub fn normalize_arch(arch: &str) -> Option<&'static str> {
     })
 }
 
-/// The seccomp architectures (`SCMP_ARCH_*`) a filter for `arch` covers:
-/// the native one and its compat ABIs, as containerd's `arches()` lists.
+/// The seccomp architectures (`SCMP_ARCH_*`) a filter for `arch` covers, as
+/// containerd's `arches()` lists them: the native one and its compat ABIs for
+/// amd64, arm64, mips64(le), s390x and riscv64; empty (the native
+/// architecture only) for the others.
 pub fn architectures(arch: &str) -> Vec<&'static str> {
     match normalize_arch(arch) {
         Some("amd64") => vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        Some("386") => vec!["SCMP_ARCH_X86"],
         Some("arm64") => vec!["SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64"],
-        Some("arm") => vec!["SCMP_ARCH_ARM"],
-        Some("ppc64le") => vec!["SCMP_ARCH_PPC64LE"],
-        Some("ppc64") => vec!["SCMP_ARCH_PPC", "SCMP_ARCH_PPC64"],
-        Some("s390") => vec!["SCMP_ARCH_S390"],
-        Some("s390x") => vec!["SCMP_ARCH_S390", "SCMP_ARCH_S390X"],
-        Some("riscv64") => vec!["SCMP_ARCH_RISCV64"],
-        Some("mips") => vec!["SCMP_ARCH_MIPS"],
-        Some("mipsle") => vec!["SCMP_ARCH_MIPSEL"],
         Some("mips64") => vec!["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32"],
         Some("mips64le") => vec!["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32"],
-        Some("loong64") => vec!["SCMP_ARCH_LOONGARCH64"],
+        Some("s390x") => vec!["SCMP_ARCH_S390", "SCMP_ARCH_S390X"],
+        Some("riscv64") => vec!["SCMP_ARCH_RISCV64"],
         _ => Vec::new(),
     }
 }
@@ -492,11 +180,28 @@ fn allow(names: &[&str]) -> Value {
     json!({ "names": names, "action": "SCMP_ACT_ALLOW" })
 }
 
+/// `AF_VSOCK`: the one socket family the default profile refuses.
+pub const AF_VSOCK: u64 = 40;
+
+/// Allowed on kernels from 4.8 (where seccomp runs before ptrace can change
+/// the syscall); containerd checks the running kernel, berth requires a newer
+/// one anyway.
+pub const KERNEL_4_8_SYSCALLS: &[&str] = &["process_vm_readv", "process_vm_writev", "ptrace"];
+
 /// The default profile for `arch` and the container's bounding capability
-/// set (names like `CAP_SYS_ADMIN`), as an OCI `linux.seccomp` object.
+/// set (names like `CAP_SYS_ADMIN`), as an OCI `linux.seccomp` object. The
+/// rules come in containerd's order: the allowlist, `socket` without
+/// `AF_VSOCK`, the personalities, the kernel-version rule, the architecture
+/// rule, one rule per capability in the order of `capabilities`, then the
+/// `clone`/`clone3` restrictions without `CAP_SYS_ADMIN`. Denied syscalls get
+/// the runtime's default errno for `SCMP_ACT_ERRNO` (`EPERM`).
 pub fn default_profile(arch: &str, capabilities: &[String]) -> Value {
-    let has = |cap: &str| capabilities.iter().any(|c| c == cap);
     let mut syscalls = vec![allow(ALLOWED)];
+    syscalls.push(json!({
+        "names": ["socket"],
+        "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": AF_VSOCK, "valueTwo": 0, "op": "SCMP_CMP_NE" }],
+    }));
     for persona in PERSONALITIES {
         syscalls.push(json!({
             "names": ["personality"],
@@ -504,16 +209,21 @@ pub fn default_profile(arch: &str, capabilities: &[String]) -> Value {
             "args": [{ "index": 0, "value": persona, "valueTwo": 0, "op": "SCMP_CMP_EQ" }],
         }));
     }
+    syscalls.push(allow(KERNEL_4_8_SYSCALLS));
     let arch_only = arch_syscalls(arch);
     if !arch_only.is_empty() {
         syscalls.push(allow(arch_only));
     }
-    for (cap, names) in CAPABILITY_SYSCALLS {
-        if has(cap) {
+    let mut admin = false;
+    for cap in capabilities {
+        if cap == "CAP_SYS_ADMIN" {
+            admin = true;
+        }
+        if let Some((_, names)) = CAPABILITY_SYSCALLS.iter().find(|(c, _)| c == cap) {
             syscalls.push(allow(names));
         }
     }
-    if !has("CAP_SYS_ADMIN") {
+    if !admin {
         // s390 passes the clone flags in the second argument.
         let flags_index = if matches!(normalize_arch(arch), Some("s390" | "s390x")) { 1 } else { 0 };
         syscalls.push(json!({
@@ -530,7 +240,6 @@ pub fn default_profile(arch: &str, capabilities: &[String]) -> Value {
     }
     json!({
         "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": EPERM,
         "architectures": architectures(arch),
         "syscalls": syscalls,
     })
@@ -564,13 +273,25 @@ mod tests {
     fn shape_and_default_action() {
         let p = default_profile("amd64", &caps(&["CAP_CHOWN"]));
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
-        assert_eq!(p["defaultErrnoRet"], 1);
+        assert!(p.get("defaultErrnoRet").is_none(), "EPERM is the runtime's default, as in containerd");
         assert_eq!(p["architectures"], json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]));
         let allowed = allowed_names(&p);
-        for name in ["read", "write", "openat", "execve", "exit_group", "arch_prctl", "futex", "statx"] {
+        for name in [
+            "read",
+            "write",
+            "openat",
+            "execve",
+            "exit_group",
+            "arch_prctl",
+            "futex",
+            "statx",
+            "ptrace",
+            "io_uring_setup",
+            "name_to_handle_at",
+        ] {
             assert!(allowed.iter().any(|a| a == name), "{name} should be allowed");
         }
-        for name in ["mount", "ptrace", "reboot", "bpf", "kexec_load", "init_module", "unshare", "keyctl"] {
+        for name in ["mount", "socket", "reboot", "bpf", "kexec_load", "init_module", "unshare", "keyctl", "kcmp"] {
             assert!(!allowed.iter().any(|a| a == name), "{name} should be denied");
         }
     }
@@ -589,13 +310,25 @@ mod tests {
     fn capabilities_unlock_syscalls() {
         let p = default_profile("x86_64", &caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]));
         let allowed = allowed_names(&p);
-        for name in ["mount", "unshare", "setns", "clone", "clone3", "ptrace", "process_vm_readv"] {
+        for name in ["mount", "unshare", "setns", "clone", "clone3", "kcmp", "pidfd_getfd"] {
             assert!(allowed.iter().any(|a| a == name), "{name}");
         }
         assert!(!allowed.iter().any(|a| a == "reboot"));
         // With CAP_SYS_ADMIN there is no restricted clone rule and no clone3 ENOSYS.
         let rules = p["syscalls"].as_array().unwrap();
         assert!(!rules.iter().any(|r| r["action"] == "SCMP_ACT_ERRNO"));
+        // Capability rules follow the order of the bounding set.
+        let order: Vec<_> = rules.iter().skip(8).map(|r| r["names"][0].as_str().unwrap().to_string()).collect();
+        assert_eq!(order, ["arch_prctl", "bpf", "kcmp"]);
+    }
+
+    #[test]
+    fn socket_refuses_vsock_only() {
+        let p = default_profile("amd64", &[]);
+        let rules = p["syscalls"].as_array().unwrap();
+        assert_eq!(rules[1]["names"], json!(["socket"]));
+        assert_eq!(rules[1]["args"][0]["value"], 40);
+        assert_eq!(rules[1]["args"][0]["op"], "SCMP_CMP_NE");
     }
 
     #[test]
@@ -620,6 +353,8 @@ mod tests {
         assert!(!arm.iter().any(|a| a == "arch_prctl"));
         assert_eq!(architectures("arm64"), vec!["SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64"]);
         assert!(architectures("sparc").is_empty());
+        assert!(architectures("ppc64le").is_empty(), "containerd lists none for ppc64le");
+        assert_eq!(architectures("riscv64"), vec!["SCMP_ARCH_RISCV64"]);
         let p = default_profile("amd64", &[]);
         let personas: Vec<_> =
             p["syscalls"].as_array().unwrap().iter().filter(|r| r["names"] == json!(["personality"])).collect();
