@@ -32,8 +32,11 @@
 //! `server` key, or the registry itself: `registry-1.docker.io` for
 //! `docker.io`, `http` for localhost). As in containerd, a host without
 //! `capabilities` may do everything; the path prefix is the URL's path plus
-//! `/v2` unless `override_path`; the top-level `capabilities`,
-//! `skip_verify` and `header` apply to the server. Hosts that cannot serve
+//! `/v2` unless `override_path`; the top-level `skip_verify` and `header`
+//! apply to the server, the top-level `capabilities` only to an explicit
+//! `server` (the default one may do everything). Localhost registries get
+//! containerd's defaults (http on a non-443 port, TLS verification skipped).
+//! A table may be keyed `host:port` or certs.d's `host_port_`. Hosts that cannot serve
 //! the requested operation (resolve, pull = pull or resolve, push) are left
 //! out. TLS files (`ca`, `client`) are
 //! the host's business: accepted and ignored here.
@@ -56,6 +59,7 @@ struct HostEntry {
     header: Headers,
     ca: Option<Value>,
     client: Option<Value>,
+    dial_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +72,7 @@ struct HostsFile {
     header: Headers,
     ca: Option<Value>,
     client: Option<Value>,
+    dial_timeout: Option<String>,
     host: OrderedHosts,
 }
 
@@ -142,7 +147,7 @@ fn capabilities(list: &Option<Vec<String>>, at: &str) -> Result<HostCapabilities
     };
     let mut caps = HostCapabilities::empty();
     for c in list {
-        caps |= match c.as_str() {
+        caps |= match c.to_ascii_lowercase().as_str() {
             "pull" => HostCapabilities::PULL,
             "resolve" => HostCapabilities::RESOLVE,
             "push" => HostCapabilities::PUSH,
@@ -191,11 +196,28 @@ fn parse_url(raw: &str, at: &str) -> Result<(String, String, String), PluginErro
 }
 
 fn path_prefix(path: &str, override_path: bool) -> String {
-    if path.is_empty() || path == "/" {
-        return "/v2".to_string();
+    if path.is_empty() {
+        // containerd: `/v2`, unless override_path keeps the empty root.
+        return if override_path { String::new() } else { "/v2".to_string() };
     }
     let p = clean_path(path);
     if !p.ends_with("/v2") && !override_path { format!("{p}/v2") } else { p }
+}
+
+/// The port of `host:port` / `[v6]:port`, if any.
+fn port_of(host: &str) -> Option<&str> {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once("]:").map(|(_, p)| p);
+    }
+    if host.matches(':').count() == 1 { host.rsplit_once(':').map(|(_, p)| p) } else { None }
+}
+
+/// containerd's certs.d directory name for a registry: `host:port` → `host_port_`.
+pub fn host_directory(registry: &str) -> String {
+    match registry.rfind(':') {
+        Some(i) if i > 0 => format!("{}_{}_", &registry[..i], &registry[i + 1..]),
+        _ => registry.to_string(),
+    }
 }
 
 /// `localhost`, `127.0.0.0/8` and `::1`, with or without a port (containerd's `IsLocalhost`).
@@ -212,7 +234,7 @@ pub fn is_localhost(host: &str) -> bool {
 
 fn entry_host(url: &str, e: &HostEntry, at: &str) -> Result<RegistryHost, PluginError> {
     let (scheme, host, path) = parse_url(url, at)?;
-    let _ = (&e.ca, &e.client);
+    let _ = (&e.ca, &e.client, &e.dial_timeout);
     Ok(RegistryHost {
         host,
         scheme,
@@ -229,7 +251,7 @@ fn hosts_for(registry: &str, file: &HostsFile, at: &str) -> Result<Vec<RegistryH
     for (url, entry) in &file.host.0 {
         hosts.push(entry_host(url, entry, &format!("{at}.host.\"{url}\""))?);
     }
-    let _ = (&file.ca, &file.client);
+    let _ = (&file.ca, &file.client, &file.dial_timeout);
     let server = match &file.server {
         Some(server) => {
             let (scheme, host, path) = parse_url(server, &format!("{at}.server"))?;
@@ -243,10 +265,20 @@ fn hosts_for(registry: &str, file: &HostsFile, at: &str) -> Result<Vec<RegistryH
             }
         }
         None => {
+            // containerd's default host: the registry itself with every
+            // capability (the table's own `capabilities` do not apply);
+            // `skip_verify` and `header` still do.
+            let mut skip_verify = file.skip_verify;
             let (host, scheme) = if registry == "docker.io" {
                 ("registry-1.docker.io".to_string(), "https")
             } else if is_localhost(registry) {
-                (registry.to_string(), "http")
+                // https on the default port or 443, else http; TLS
+                // verification skipped for localhost unless on port 80.
+                let port = port_of(registry);
+                if port != Some("80") {
+                    skip_verify = true;
+                }
+                (registry.to_string(), if matches!(port, None | Some("443")) { "https" } else { "http" })
             } else {
                 (registry.to_string(), "https")
             };
@@ -254,8 +286,8 @@ fn hosts_for(registry: &str, file: &HostsFile, at: &str) -> Result<Vec<RegistryH
                 host,
                 scheme: scheme.to_string(),
                 path_prefix: "/v2".into(),
-                capabilities: capabilities(&file.capabilities, at)?,
-                skip_verify: file.skip_verify,
+                capabilities: HostCapabilities::all(),
+                skip_verify,
                 headers: file.header.0.clone(),
             }
         }
@@ -290,7 +322,10 @@ impl SourceResolver for HostsResolver {
         for (key, table) in &tables {
             let file: HostsFile = serde_json::from_value(table.clone())
                 .map_err(|e| PluginError::invalid_config(format!("hosts-resolver: [{key}]: {e}")))?;
-            if key == &request.reference.registry || (key == DEFAULT_KEY && chosen.is_none()) {
+            let registry = &request.reference.registry;
+            let exact = key == registry || *key == host_directory(registry);
+            let exact_chosen = chosen.as_ref().is_some_and(|(k, _): &(String, HostsFile)| k != DEFAULT_KEY);
+            if exact || (key == DEFAULT_KEY && !exact_chosen) {
                 chosen = Some((key.clone(), file));
             }
         }

@@ -24,9 +24,11 @@ fn no_config_is_the_registry_itself() {
     let h = hosts(pull("quay.io"), "{}").unwrap();
     assert_eq!(h, vec![RegistryHost::https("quay.io")]);
     let h = hosts(pull("localhost:5000"), "{}").unwrap();
-    assert_eq!((h[0].scheme.as_str(), h[0].host.as_str()), ("http", "localhost:5000"));
-    let h = hosts(pull("127.0.0.1:5000"), "{}").unwrap();
-    assert_eq!(h[0].scheme, "http");
+    assert_eq!((h[0].scheme.as_str(), h[0].host.as_str(), h[0].skip_verify), ("http", "localhost:5000", true));
+    let h = hosts(pull("127.0.0.1:80"), "{}").unwrap();
+    assert_eq!((h[0].scheme.as_str(), h[0].skip_verify), ("http", false));
+    let h = hosts(pull("localhost"), "{}").unwrap();
+    assert_eq!((h[0].scheme.as_str(), h[0].skip_verify), ("https", true));
 }
 
 // Keys deliberately not in alphabetical order: the document order must win.
@@ -118,6 +120,24 @@ fn config_errors_name_the_place() {
     assert!(e.message().contains("scheme"));
     let e = hosts(pull("docker.io"), r#"{"docker.io": {"host": [{"capabilities": ["pull"]}]}}"#).unwrap_err();
     assert!(e.message().contains("url"));
+}
+
+#[test]
+fn default_server_has_every_capability_and_port_dirs_match() {
+    // Top-level capabilities only apply to an explicit `server`.
+    let cfg =
+        r#"{"quay.io": {"capabilities": ["pull"], "host": {"https://m.example.com": {"capabilities": ["PULL"]}}}}"#;
+    let h = hosts(pull("quay.io"), cfg).unwrap();
+    assert_eq!(h[0].capabilities, HostCapabilities::PULL, "capabilities are case-insensitive");
+    assert_eq!(h[1].capabilities, HostCapabilities::all());
+    // certs.d spelling of host:port, and an exact table wins over _default.
+    let cfg = r#"{"_default": {"host": [{"url": "https://d.example.com"}]}, "r.local_5000_": {"host": [{"url": "https://m.local"}]}}"#;
+    let h = hosts(pull("r.local:5000"), cfg).unwrap();
+    assert_eq!(h[0].host, "m.local");
+    assert_eq!(host_directory("r.local:5000"), "r.local_5000_");
+    let h =
+        hosts(pull("docker.io"), r#"{"docker.io": {"host": [{"url": "https://m", "override_path": true}]}}"#).unwrap();
+    assert_eq!(h[0].path_prefix, "", "override_path keeps an empty root");
 }
 
 #[test]
