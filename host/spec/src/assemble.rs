@@ -42,7 +42,7 @@ pub enum SpecError {
     #[error("image config: {0}")]
     Image(#[from] ImageError),
     /// The plugin's adjustment sets a field its grants do not cover.
-    #[error("plugin {plugin:?} is not granted {field:?} but its adjustment sets it (grants: [{grants}])")]
+    #[error("plugin {plugin:?} is not granted \"{field}\" but its adjustment sets it (grants: [{grants}])")]
     NotGranted { plugin: String, field: Field, grants: String },
     /// A field's value is invalid (bad path, unknown capability, malformed
     /// seccomp profile...).

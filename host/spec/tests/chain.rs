@@ -276,7 +276,7 @@ fn fields_outside_grants_are_refused_naming_plugin_and_field() {
         SpecError::NotGranted { plugin, field, .. } => assert_eq!((plugin.as_str(), *field), ("envy", Field::Hostname)),
         other => panic!("{other}"),
     }
-    assert!(err.to_string().contains("\"envy\"") && err.to_string().contains("Hostname"), "{err}");
+    assert!(err.to_string().contains("\"envy\"") && err.to_string().contains("not granted \"hostname\""), "{err}");
 
     // Privilege is given, never assumed: no grants, no fields.
     let chain = [ChainEntry::new(Box::new(FixedMutator::new("none", Adjustment { cwd: Some("/".into()), ..Default::default() })), Grants::none())];
