@@ -1,0 +1,208 @@
+//! The init helper: a fresh, single-threaded process (the runtime's binary
+//! re-executed with [`INIT_ARG`]) that forks the container's init into its
+//! namespaces. Nothing here runs in the caller's (possibly multi-threaded,
+//! tokio) process.
+//!
+//! ```text
+//! parent (runtime)              helper (stage 1)                 init (stage 2, pid 1)
+//!   spawn ──────────────────▶   recv Config
+//!                               setns(join...)  unshare(user)
+//!   write uid/gid maps ◀──────  UserNs
+//!   Go ─────────────────────▶   setresuid(0)  unshare(others)  fork ─▶ wait Go
+//!   ◀────────────────────────  Pid(init)  exit
+//!   cgroups += init; Go ─────────────────────────────────────▶  unshare(cgroup), hostname,
+//!   prestart/createRuntime ◀────────────────────────────────── Hooks (mounts done)
+//!   Go ─────────────────────────────────────────────────────▶  createContainer, pivot_root,
+//!                                                               rlimits, user, caps, cwd
+//!   ◀────────────────────────────────────────────────────────  Ready; block on exec.fifo
+//!   start: read exec.fifo ───────────────────────────────────▶  startContainer, nnp, seccomp,
+//!                                                               close_range, execve
+//! ```
+//!
+//! CVE-2019-5736: the init marks itself non-dumpable, so no container
+//! process can open `/proc/<init>/exe` (the runtime binary) while it runs,
+//! and it execs the container's program itself, so the container's pid 1
+//! `/proc/1/exe` is the container's binary, never the runtime's.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::{InitConfig, Mode};
+use crate::rootfs::{LinuxSyscall, RootfsSetup, setup_rootfs};
+use crate::sync::{Msg, SyncSocket};
+use crate::sys::{self, cvt};
+use crate::{hooks, process, seccomp};
+
+/// argv[1] of the re-executed binary.
+pub const INIT_ARG: &str = "__berth_init";
+/// The sync socket's descriptor number, in the helper's environment.
+pub const INIT_FD_ENV: &str = "_BERTH_INIT_FD";
+
+/// Call first thing in `main` of any binary the native executor re-executes
+/// (the `berth` binary, `berth-init`): when this process is an init helper it
+/// never returns.
+pub fn maybe_run_init() {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == INIT_ARG) {
+        helper_main();
+    }
+}
+
+fn helper_main() -> ! {
+    let fd: i32 = match std::env::var(INIT_FD_ENV).ok().and_then(|v| v.parse().ok()) {
+        Some(fd) => fd,
+        None => {
+            eprintln!("berth init: {INIT_FD_ENV} is not set; this entry point is internal");
+            std::process::exit(2);
+        }
+    };
+    // SAFETY: the descriptor was placed there by the parent for us.
+    let sock = SyncSocket(unsafe { OwnedFd::from_raw_fd(fd) });
+    let _ = sys::set_cloexec(fd, true);
+    // SAFETY: unsetenv in a single-threaded process.
+    unsafe { std::env::remove_var(INIT_FD_ENV) };
+    if let Err(e) = helper(&sock) {
+        let _ = sock.send(&Msg::Error(format!("{e:#}")));
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+fn helper(sock: &SyncSocket) -> Result<()> {
+    let cfg: InitConfig = match sock.recv().context("receive the init configuration")? {
+        Msg::Config(b) => serde_json::from_slice(&b).context("decode the init configuration")?,
+        other => bail!("expected the configuration, got {other:?}"),
+    };
+    for (flag, path) in &cfg.join {
+        let f = std::fs::File::open(path).with_context(|| format!("open namespace {}", path.display()))?;
+        // SAFETY: valid descriptor; this process is single-threaded (required for user/mnt).
+        cvt(unsafe { libc::setns(f.as_raw_fd(), *flag) }).with_context(|| format!("setns {}", path.display()))?;
+    }
+    let flags = cfg.clone_flags & !libc::CLONE_NEWCGROUP;
+    if flags & libc::CLONE_NEWUSER != 0 {
+        // The user namespace first, so it owns every namespace made after it.
+        // SAFETY: plain syscall in a single-threaded process.
+        cvt(unsafe { libc::unshare(libc::CLONE_NEWUSER) }).context("unshare the user namespace")?;
+        sock.send(&Msg::UserNs)?;
+        sock.expect(&Msg::Go).context("waiting for the id maps")?;
+        // SAFETY: plain syscalls.
+        unsafe {
+            cvt(libc::setresgid(0, 0, 0)).context("setresgid 0 in the user namespace")?;
+            cvt(libc::setresuid(0, 0, 0)).context("setresuid 0 in the user namespace")?;
+        }
+    }
+    let rest = flags & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        // SAFETY: plain syscall. CLONE_NEWPID applies to the child forked next.
+        cvt(unsafe { libc::unshare(rest) }).context("unshare namespaces")?;
+    }
+    // SAFETY: this process is single-threaded: fork is safe.
+    let pid = cvt(unsafe { libc::fork() }).context("fork the init")?;
+    if pid == 0 {
+        let err = match init(&cfg, sock) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let _ = sock.send(&Msg::Error(format!("{err:#}")));
+        // SAFETY: leave without running the parent's exit handlers twice.
+        unsafe { libc::_exit(1) };
+    }
+    sock.send(&Msg::Pid(pid))?;
+    Ok(())
+}
+
+enum Never {}
+
+fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
+    // SAFETY: prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    sock.expect(&Msg::Go).context("waiting for the cgroup")?;
+    let process = cfg.spec.process().clone().context("the spec has no process")?;
+    let mut fifo_dir = None;
+    if cfg.mode == Mode::Create {
+        if cfg.clone_flags & libc::CLONE_NEWCGROUP != 0 {
+            // Now that we sit in our cgroup, it becomes the namespace's root.
+            // SAFETY: plain syscall.
+            cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).context("unshare the cgroup namespace")?;
+        }
+        if cfg.clone_flags & libc::CLONE_NEWUTS != 0 {
+            if let Some(h) = cfg.spec.hostname() {
+                // SAFETY: valid buffer.
+                cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) }).with_context(|| format!("sethostname {h}"))?;
+            }
+            if let Some(d) = cfg.spec.domainname() {
+                // SAFETY: valid buffer.
+                cvt(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) }).with_context(|| format!("setdomainname {d}"))?;
+            }
+        }
+        if let Some(fifo) = &cfg.fifo {
+            // Held across pivot_root to reach the fifo; close-on-exec, closed before exec.
+            let dir = fifo.parent().context("fifo path")?;
+            fifo_dir = Some(sys::open(dir, libc::O_PATH | libc::O_DIRECTORY, 0).with_context(|| format!("open {}", dir.display()))?);
+        }
+        if cfg.clone_flags & libc::CLONE_NEWNS == 0 {
+            bail!("a new mount namespace is required");
+        }
+        let setup = RootfsSetup::from_config(cfg)?;
+        let mut syscalls = LinuxSyscall { userns: cfg.clone_flags & libc::CLONE_NEWUSER != 0 };
+        let hooks = cfg.spec.hooks().clone().unwrap_or_default();
+        setup_rootfs(&setup, &mut syscalls, &mut || {
+            let runtime_side = hooks.prestart().iter().flatten().count() + hooks.create_runtime().iter().flatten().count();
+            if runtime_side > 0 {
+                sock.send(&Msg::Hooks)?;
+                sock.expect(&Msg::Go).context("waiting for the runtime's hooks")?;
+            }
+            hooks::run(hooks.create_container().as_deref().unwrap_or_default(), &cfg.state_json, "createContainer")
+        })?;
+    }
+    // The process.
+    if let Some(adj) = process.oom_score_adj() {
+        sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string()).context("oom_score_adj")?;
+    }
+    process::apply_rlimits(&process)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let Some(bpf) = &cfg.seccomp_bpf
+        && !nnp
+    {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we have it.
+        seccomp::load(bpf, cfg.seccomp_flags).context("load the seccomp filter")?;
+    }
+    process::set_user_and_capabilities(&process)?;
+    process::enter_cwd(&process)?;
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let arg0 = args.first().context("the process has no args")?;
+    let exe = process::find_executable(arg0, &env)?;
+    if let Some(mask) = process.user().umask() {
+        // SAFETY: plain syscall.
+        unsafe { libc::umask(mask) };
+    }
+    sock.send(&Msg::Ready)?;
+    if let (Some(dir), Some(fifo)) = (fifo_dir.take(), &cfg.fifo) {
+        let name = sys::cstr(fifo.file_name().context("fifo name")?)?;
+        // Blocks until `start` opens the read end.
+        // SAFETY: valid dirfd and C string.
+        let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })
+            .context("open the exec fifo")?;
+        // SAFETY: fresh descriptor.
+        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        f.write_all(b"0").context("write the exec fifo")?;
+        drop(f);
+        drop(dir);
+        let hooks = cfg.spec.hooks().clone().unwrap_or_default();
+        hooks::run(hooks.start_container().as_deref().unwrap_or_default(), &cfg.state_json, "startContainer")?;
+    }
+    if nnp {
+        // SAFETY: prctl on ourselves.
+        cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).context("no_new_privs")?;
+        if let Some(bpf) = &cfg.seccomp_bpf {
+            seccomp::load(bpf, cfg.seccomp_flags).context("load the seccomp filter")?;
+        }
+    }
+    // Nothing but stdio (and --preserve-fds) crosses exec (CVE-2024-21626).
+    sys::cloexec_from(3 + cfg.preserve_fds).context("close_range")?;
+    Err(process::exec(&exe, &args, &env))
+}

@@ -1,0 +1,508 @@
+//! The native executor: berth's own namespaces, mounts, cgroups,
+//! capabilities and seccomp. The parent side of [`crate::init`].
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use anyhow::{Context, anyhow, bail};
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Process, Spec, State};
+
+use crate::cgroups::{self, CgroupManager};
+use crate::config::{InitConfig, Mode, RootMount};
+use crate::init::{INIT_ARG, INIT_FD_ENV};
+use crate::state::{self, Record};
+use crate::sync::{Msg, SyncSocket};
+use crate::{Bundle, Error, ExitStatus, Executor, Result, Rootfs, Stdio, hooks, seccomp, sys};
+
+/// The native executor; its state lives under `root` (default /run/berth).
+#[derive(Debug, Clone)]
+pub struct NativeExecutor {
+    pub root: PathBuf,
+    /// The binary re-executed as the init helper (it must call
+    /// [`crate::init::maybe_run_init`] first thing): the current executable
+    /// by default, `berth-init` for other embedders.
+    pub init_binary: PathBuf,
+    /// `--no-pivot`: MS_MOVE + chroot instead of pivot_root (ramdisk roots).
+    pub no_pivot: bool,
+    /// Descriptors 3..3+N of this process handed to the container (runc `--preserve-fds`).
+    pub preserve_fds: u32,
+}
+
+pub const DEFAULT_ROOT: &str = "/run/berth";
+
+impl NativeExecutor {
+    pub fn new(root: impl Into<PathBuf>) -> NativeExecutor {
+        NativeExecutor {
+            root: root.into(),
+            init_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            no_pivot: false,
+            preserve_fds: 0,
+        }
+    }
+
+    pub fn with_init_binary(mut self, path: impl Into<PathBuf>) -> NativeExecutor {
+        self.init_binary = path.into();
+        self
+    }
+
+    fn spawn_helper(&self, stdio: Stdio) -> anyhow::Result<(Child, SyncSocket)> {
+        let (parent, child) = SyncSocket::pair().context("socketpair")?;
+        let keep = self.preserve_fds as i32;
+        let sync_fd = 3 + keep;
+        let mut cmd = Command::new(&self.init_binary);
+        cmd.arg(INIT_ARG).env(INIT_FD_ENV, sync_fd.to_string());
+        let null = || std::process::Stdio::null();
+        match stdio {
+            Stdio::Inherit => {}
+            Stdio::Null => {
+                cmd.stdin(null()).stdout(null()).stderr(null());
+            }
+            Stdio::Files { stdout, stderr } => {
+                let open = |p: &Path| {
+                    std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("open log {}", p.display()))
+                };
+                cmd.stdin(null()).stdout(open(&stdout)?).stderr(open(&stderr)?);
+            }
+            Stdio::Fds { stdin, stdout, stderr } => {
+                cmd.stdin(stdin.map_or_else(null, std::process::Stdio::from));
+                cmd.stdout(std::process::Stdio::from(stdout)).stderr(std::process::Stdio::from(stderr));
+            }
+        }
+        let src = child.0.as_raw_fd();
+        // SAFETY: the closure only calls fcntl/dup2 (async-signal-safe) and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Preserved descriptors 3..3+keep are already in place (not
+                // close-on-exec in the caller: that is the caller's contract).
+                if src == sync_fd {
+                    sys::set_cloexec(src, false)?;
+                } else if libc::dup2(src, sync_fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let proc_ = cmd.spawn().with_context(|| format!("spawn the init helper {}", self.init_binary.display()))?;
+        drop(child);
+        Ok((proc_, parent))
+    }
+
+    fn record(&self, id: &str) -> Result<Record> {
+        state::load(&self.root, id)
+    }
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> anyhow::Result<i32> {
+    Ok(match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => bail!("time namespaces are not supported"),
+    })
+}
+
+/// (namespaces to create, namespaces to join by path, user first).
+pub fn namespaces(spec: &Spec) -> anyhow::Result<(i32, Vec<(i32, PathBuf)>)> {
+    let mut create = 0;
+    let mut join = Vec::new();
+    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
+        let flag = ns_flag(ns.typ())?;
+        match ns.path() {
+            Some(p) if !p.as_os_str().is_empty() => join.push((flag, p.clone())),
+            _ => create |= flag,
+        }
+    }
+    join.sort_by_key(|(f, _)| if *f == libc::CLONE_NEWUSER { 0 } else if *f == libc::CLONE_NEWNS { 2 } else { 1 });
+    Ok((create, join))
+}
+
+fn write_id_maps(pid: u32, spec: &Spec) -> anyhow::Result<()> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    for (file, maps) in [("uid_map", linux.uid_mappings()), ("gid_map", linux.gid_mappings())] {
+        let maps = maps.as_ref().filter(|m| !m.is_empty()).with_context(|| format!("a user namespace needs {file} entries"))?;
+        let text: String =
+            maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+        let path = format!("/proc/{pid}/{file}");
+        sys::write_file(Path::new(&path), &text).with_context(|| format!("write {path}: {}", text.trim()))?;
+    }
+    Ok(())
+}
+
+/// Undoes a half-made container.
+struct Cleanup<'a> {
+    dir: PathBuf,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    helper: Option<Child>,
+    init_pid: i32,
+    armed: bool,
+    _root: &'a Path,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(mut h) = self.helper.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        if self.init_pid > 0 {
+            // SAFETY: plain syscalls on a process we made.
+            unsafe {
+                libc::kill(self.init_pid, libc::SIGKILL);
+                libc::waitpid(self.init_pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        let _ = remove_state_dir(&self.dir);
+    }
+}
+
+/// Removes the state directory, refusing to recurse into a mount.
+fn remove_state_dir(dir: &Path) -> anyhow::Result<()> {
+    let rootfs = dir.join("rootfs");
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(&rootfs), std::fs::metadata(dir)) {
+        use std::os::unix::fs::MetadataExt;
+        if a.dev() != b.dev() {
+            let _ = sys::umount2(&rootfs, libc::MNT_DETACH);
+            if std::fs::metadata(&rootfs).map(|m| m.dev()).ok() != Some(b.dev()) {
+                bail!("{} is still a mount point; not removing", rootfs.display());
+            }
+        }
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("remove {}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
+impl NativeExecutor {
+    fn create_inner(&self, id: &str, bundle: &Bundle, stdio: Stdio, cleanup: &mut Cleanup) -> anyhow::Result<i32> {
+        let spec = &bundle.spec;
+        let linux = spec.linux().clone().unwrap_or_default();
+        let (clone_flags, join) = namespaces(spec)?;
+        if clone_flags & libc::CLONE_NEWNS == 0 {
+            bail!("the spec must ask for a new mount namespace");
+        }
+        let rel = cgroups::relative_path(linux.cgroups_path().as_deref(), id);
+        let cg = cgroups::manager_for(&rel)?;
+        cleanup.cgroup = Some(cgroups::manager_for(&rel)?);
+        cg.apply(linux.resources().as_ref()).context("cgroup")?;
+        let dir = cleanup.dir.clone();
+        let (rootfs, root_mounts) = match &bundle.rootfs {
+            Rootfs::Path(p) => {
+                let p = if p.is_absolute() { p.clone() } else { bundle.dir.join(p) };
+                (std::fs::canonicalize(&p).with_context(|| format!("rootfs {}", p.display()))?, vec![])
+            }
+            Rootfs::Mounts(ms) => {
+                let r = dir.join("rootfs");
+                std::fs::create_dir(&r).with_context(|| format!("mkdir {}", r.display()))?;
+                (r, ms.iter().map(RootMount::from).collect())
+            }
+        };
+        let compiled = linux.seccomp().as_ref().map(seccomp::compile_cached).transpose().context("seccomp profile")?;
+        // The init (maybe a non-root user by then) opens the fifo for writing.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+        let fifo = dir.join(state::FIFO);
+        let c = sys::cstr(&fifo)?;
+        // SAFETY: valid C string.
+        sys::cvt(unsafe { libc::mkfifo(c.as_ptr(), 0o622) }).with_context(|| format!("mkfifo {}", fifo.display()))?;
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))?;
+        let mut rec = Record {
+            id: id.to_string(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: rootfs.clone(),
+            cgroup: rel.clone(),
+            created: state::now(),
+            spec: spec.clone(),
+            host_mounts: vec![],
+        };
+        let state_of = |rec: &Record, s| serde_json::to_string(&state::oci_state(rec, s)).unwrap_or_default();
+        let cfg = InitConfig {
+            mode: Mode::Create,
+            id: id.to_string(),
+            spec: spec.clone(),
+            bundle: bundle.dir.clone(),
+            rootfs,
+            root_mounts,
+            fifo: Some(fifo),
+            no_pivot: self.no_pivot,
+            clone_flags,
+            join,
+            seccomp_bpf: compiled.as_ref().map(|c| c.bpf.clone()),
+            seccomp_flags: compiled.as_ref().map_or(0, |c| c.flags),
+            preserve_fds: self.preserve_fds,
+            cgroup_views: cg.views(),
+            state_json: state_of(&rec, ContainerState::Creating),
+            console_fd: None,
+        };
+        crate::become_subreaper()?;
+        let (child, sock) = self.spawn_helper(stdio)?;
+        let helper_pid = child.id();
+        cleanup.helper = Some(child);
+        sock.send(&Msg::Config(serde_json::to_vec(&cfg)?)).context("send the configuration")?;
+        loop {
+            match sock.recv() {
+                Ok(Msg::UserNs) => {
+                    write_id_maps(helper_pid, spec)?;
+                    sock.send(&Msg::Go)?;
+                }
+                Ok(Msg::Pid(pid)) => {
+                    cleanup.init_pid = pid;
+                    rec.pid = pid;
+                    let st = cleanup.helper.take().expect("helper").wait().context("wait for the init helper")?;
+                    if !st.success() {
+                        bail!("the init helper failed: {st}");
+                    }
+                    cg.add(pid).context("cgroup")?;
+                    sock.send(&Msg::Go)?;
+                }
+                Ok(Msg::Hooks) => {
+                    let h = spec.hooks().clone().unwrap_or_default();
+                    let json = state_of(&rec, ContainerState::Creating);
+                    hooks::run(h.prestart().as_deref().unwrap_or_default(), &json, "prestart")?;
+                    hooks::run(h.create_runtime().as_deref().unwrap_or_default(), &json, "createRuntime")?;
+                    sock.send(&Msg::Go)?;
+                }
+                Ok(Msg::Ready) => break,
+                Ok(Msg::Error(e)) => return Err(anyhow!(e)),
+                Ok(other) => bail!("unexpected message from the init: {other:?}"),
+                Err(e) => return Err(anyhow::Error::new(e).context("the init exited during setup")),
+            }
+        }
+        rec.start_time = sys::pid_start_time(rec.pid).context("the init vanished")?;
+        state::save(&self.root, &rec)?;
+        Ok(rec.pid)
+    }
+}
+
+impl Executor for NativeExecutor {
+    fn name(&self) -> &str {
+        "native"
+    }
+
+    fn create(&self, id: &str, bundle: &Bundle, stdio: Stdio) -> Result<i32> {
+        crate::validate_id(id)?;
+        std::fs::create_dir_all(&self.root).with_context(|| format!("create {}", self.root.display()))?;
+        let dir = state::dir(&self.root, id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.into())),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("mkdir {}", dir.display())).into()),
+        }
+        let mut cleanup = Cleanup { dir, cgroup: None, helper: None, init_pid: 0, armed: true, _root: &self.root };
+        let pid = self
+            .create_inner(id, bundle, stdio, &mut cleanup)
+            .with_context(|| format!("create container {id}"))?;
+        cleanup.armed = false;
+        Ok(pid)
+    }
+
+    fn start(&self, id: &str) -> Result<()> {
+        let rec = self.record(id)?;
+        let st = state::status(&self.root, &rec);
+        if st != ContainerState::Created {
+            return Err(Error::WrongState { id: id.into(), state: st, want: "start needs created" });
+        }
+        let fifo = state::dir(&self.root, id).join(state::FIFO);
+        let f = sys::open(&fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0).with_context(|| format!("open {}", fifo.display()))?;
+        loop {
+            let mut pfd = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, 50) };
+            if n > 0 && pfd.revents & libc::POLLIN != 0 {
+                let mut b = [0u8; 1];
+                // SAFETY: valid buffer.
+                unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+                break;
+            }
+            if !state::alive(&rec) {
+                return Err(anyhow!("container {id}: the init exited before start").into());
+            }
+        }
+        let _ = std::fs::remove_file(&fifo);
+        let h = rec.spec.hooks().clone().unwrap_or_default();
+        let json = serde_json::to_string(&state::oci_state(&rec, ContainerState::Running)).unwrap_or_default();
+        if let Err(e) = hooks::run(h.poststart().as_deref().unwrap_or_default(), &json, "poststart") {
+            tracing::warn!("container {id}: {e:#}");
+        }
+        Ok(())
+    }
+
+    fn state(&self, id: &str) -> Result<State> {
+        let rec = self.record(id)?;
+        Ok(state::oci_state(&rec, state::status(&self.root, &rec)))
+    }
+
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let rec = self.record(id)?;
+        let st = state::status(&self.root, &rec);
+        if st == ContainerState::Stopped {
+            return Err(Error::WrongState { id: id.into(), state: st, want: "kill needs created or running" });
+        }
+        if all {
+            let cg = cgroups::manager_for(&rec.cgroup)?;
+            for pid in cg.pids()? {
+                // SAFETY: plain syscall.
+                unsafe { libc::kill(pid, signal) };
+            }
+            return Ok(());
+        }
+        // SAFETY: plain syscall; the pid was checked against its start time.
+        sys::cvt(unsafe { libc::kill(rec.pid, signal) }).with_context(|| format!("kill {} {signal}", rec.pid))?;
+        Ok(())
+    }
+
+    fn wait(&self, id: &str) -> Result<ExitStatus> {
+        let rec = self.record(id)?;
+        if let Some(s) = state::load_exit(&self.root, id) {
+            return Ok(s);
+        }
+        let status = crate::waitpid(rec.pid).with_context(|| format!("container {id}: not a child of this process"))?;
+        state::save_exit(&self.root, id, status);
+        Ok(status)
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let rec = self.record(id)?;
+        let st = state::status(&self.root, &rec);
+        if st != ContainerState::Stopped {
+            if !force {
+                return Err(Error::WrongState { id: id.into(), state: st, want: "delete needs stopped (or force)" });
+            }
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(rec.pid, libc::SIGKILL) };
+            if crate::waitpid(rec.pid).is_err() {
+                while state::alive(&rec) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        } else if state::load_exit(&self.root, id).is_none() {
+            // Reap it if it is our (adopted) child, so no zombie stays.
+            // SAFETY: non-blocking waitpid.
+            unsafe { libc::waitpid(rec.pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+        let cg = cgroups::manager_for(&rec.cgroup)?;
+        cg.destroy().with_context(|| format!("container {id}: remove cgroup"))?;
+        for m in &rec.host_mounts {
+            let _ = sys::umount2(m, libc::MNT_DETACH);
+        }
+        let h = rec.spec.hooks().clone().unwrap_or_default();
+        let json = serde_json::to_string(&state::oci_state(&rec, ContainerState::Stopped)).unwrap_or_default();
+        if let Err(e) = hooks::run(h.poststop().as_deref().unwrap_or_default(), &json, "poststop") {
+            tracing::warn!("container {id}: {e:#}");
+        }
+        remove_state_dir(&state::dir(&self.root, id))?;
+        Ok(())
+    }
+
+    fn exec(&self, id: &str, process: &Process, stdio: Stdio) -> Result<i32> {
+        let rec = self.record(id)?;
+        let st = state::status(&self.root, &rec);
+        if st == ContainerState::Stopped {
+            return Err(Error::WrongState { id: id.into(), state: st, want: "exec needs a live container" });
+        }
+        let mut spec = rec.spec.clone();
+        spec.set_process(Some(process.clone()));
+        let mut join = Vec::new();
+        // User first (it grants the rights over the rest), mount last.
+        for (name, flag) in [
+            ("user", libc::CLONE_NEWUSER),
+            ("ipc", libc::CLONE_NEWIPC),
+            ("uts", libc::CLONE_NEWUTS),
+            ("net", libc::CLONE_NEWNET),
+            ("pid", libc::CLONE_NEWPID),
+            ("cgroup", libc::CLONE_NEWCGROUP),
+            ("mnt", libc::CLONE_NEWNS),
+        ] {
+            let theirs = PathBuf::from(format!("/proc/{}/ns/{name}", rec.pid));
+            let differ = match (std::fs::read_link(&theirs), std::fs::read_link(format!("/proc/self/ns/{name}"))) {
+                (Ok(a), Ok(b)) => a != b,
+                _ => false,
+            };
+            if differ {
+                join.push((flag, theirs));
+            }
+        }
+        let linux = spec.linux().clone().unwrap_or_default();
+        let compiled = linux.seccomp().as_ref().map(seccomp::compile_cached).transpose().context("seccomp profile")?;
+        let cfg = InitConfig {
+            mode: Mode::Exec,
+            id: id.to_string(),
+            spec,
+            bundle: rec.bundle.clone(),
+            rootfs: rec.rootfs.clone(),
+            root_mounts: vec![],
+            fifo: None,
+            no_pivot: self.no_pivot,
+            clone_flags: 0,
+            join,
+            seccomp_bpf: compiled.as_ref().map(|c| c.bpf.clone()),
+            seccomp_flags: compiled.as_ref().map_or(0, |c| c.flags),
+            preserve_fds: self.preserve_fds,
+            cgroup_views: vec![],
+            state_json: String::new(),
+            console_fd: None,
+        };
+        crate::become_subreaper()?;
+        let (mut child, sock) = self.spawn_helper(stdio)?;
+        sock.send(&Msg::Config(serde_json::to_vec(&cfg).context("encode")?)).context("send the configuration")?;
+        let mut pid = 0;
+        let result: anyhow::Result<()> = (|| loop {
+            match sock.recv() {
+                Ok(Msg::Pid(p)) => {
+                    pid = p;
+                    let st = child.wait().context("wait for the init helper")?;
+                    if !st.success() {
+                        bail!("the init helper failed: {st}");
+                    }
+                    cgroups::manager_for(&rec.cgroup)?.add(p).context("cgroup")?;
+                    sock.send(&Msg::Go)?;
+                }
+                Ok(Msg::Ready) => return Ok(()),
+                Ok(Msg::Error(e)) => bail!(e),
+                Ok(other) => bail!("unexpected message from the exec helper: {other:?}"),
+                Err(e) => return Err(anyhow::Error::new(e).context("the exec helper exited")),
+            }
+        })();
+        if let Err(e) = result {
+            let _ = child.kill();
+            let _ = child.wait();
+            if pid > 0 {
+                // SAFETY: our (adopted) child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+            return Err(e.context(format!("exec in container {id}")).into());
+        }
+        Ok(pid)
+    }
+}
+
+/// The container ids under `root`.
+pub fn list(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(state::STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids
+}
