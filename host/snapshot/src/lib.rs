@@ -6,12 +6,48 @@
 //! containerd's `snapshots.Snapshotter`, error kinds included.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
+
+mod copy;
+mod dir;
+mod failpoint;
+pub mod filter;
+mod metadata;
+pub mod mount;
+pub mod probe;
+pub mod remap;
+mod usage;
+
+pub use dir::{DirSnapshotter, Flavor};
+pub use failpoint::FAILPOINT_ENV;
+
+/// The snapshotters compiled into this berth, in the order `auto` prefers them.
+pub const SNAPSHOTTERS: &[&str] = &["overlayfs", "fuse-overlayfs", "native"];
+
+/// Opens (creating when needed) the snapshotter `name` storing under `root`.
+/// Unknown names are `InvalidArgument` naming the known ones; a snapshotter
+/// this host cannot run (no fuse-overlayfs binary...) is `FailedPrecondition`.
+pub fn open(name: &str, root: &Path) -> Result<Arc<dyn Snapshotter>> {
+    let flavor = match name {
+        "overlayfs" | "overlay" => Flavor::overlay_for_host(),
+        "fuse-overlayfs" => Flavor::fuse_for_host()?,
+        "native" => Flavor::Native,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown snapshotter {other:?}; this berth has {}",
+                SNAPSHOTTERS.join(", ")
+            )));
+        }
+    };
+    Ok(Arc::new(DirSnapshotter::open(root, flavor)?))
+}
 
 pub type Labels = BTreeMap<String, String>;
 
 /// Kind of a snapshot, as in containerd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Read-only view of a committed parent; cannot be committed.
     View,
@@ -27,6 +63,15 @@ impl Kind {
             Kind::View => "View",
             Kind::Active => "Active",
             Kind::Committed => "Committed",
+        }
+    }
+
+    /// The spelling containerd's filters use (`kind==active`).
+    pub fn filter_name(&self) -> &'static str {
+        match self {
+            Kind::View => "view",
+            Kind::Active => "active",
+            Kind::Committed => "committed",
         }
     }
 }
