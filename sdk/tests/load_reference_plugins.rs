@@ -124,3 +124,26 @@ fn every_reference_plugin_loads_and_answers() {
     assert_eq!(sources.len(), 1);
     assert_eq!(sources[0].target_digest.as_deref(), Some(format!("sha256:{}", "a".repeat(64)).as_str()));
 }
+
+/// Prints (does not assert) the median per-call time of each spec-mutator,
+/// fresh instance per call, for the record.
+#[test]
+fn per_call_latency_is_printed() {
+    let Some(dir) = built() else { return };
+    let host = PluginHost::new(HostOptions::default()).unwrap();
+    for name in ["nomad-task", "privileged", "resources", "seccomp-default"] {
+        let p = host
+            .load(LoadRequest::new(name, dir.join(format!("{name}.wasm"))).kind(PluginKind::SpecMutator))
+            .unwrap();
+        let v = view(&[("memory", "64m"), ("command", "sh")]);
+        let mut times: Vec<_> = (0..200)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                p.mutate(&v).unwrap();
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        eprintln!("{name}: median {:?} per call (load {:?}, {:?})", times[100], p.load_time(), p.cache_outcome());
+    }
+}

@@ -245,6 +245,68 @@ pub fn default_profile(arch: &str, capabilities: &[String]) -> Value {
     })
 }
 
+/// [`default_profile`] as compact JSON text, written directly (no
+/// intermediate `Value`): what the seccomp-default plugin returns, where a
+/// call's cost matters.
+pub fn default_profile_json(arch: &str, capabilities: &[String]) -> String {
+    use std::fmt::Write;
+    fn names(out: &mut String, list: &[&str]) {
+        out.push('[');
+        for (i, n) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // Syscall names are plain identifiers: no escaping needed.
+            out.push('"');
+            out.push_str(n);
+            out.push('"');
+        }
+        out.push(']');
+    }
+    fn allow_rule(out: &mut String, list: &[&str]) {
+        out.push_str("{\"names\":");
+        names(out, list);
+        out.push_str(",\"action\":\"SCMP_ACT_ALLOW\"},");
+    }
+    fn arg_rule(out: &mut String, name: &str, index: u32, value: u64, op: &str) {
+        let _ = write!(
+            out,
+            "{{\"names\":[\"{name}\"],\"action\":\"SCMP_ACT_ALLOW\",\"args\":[{{\"index\":{index},\"value\":{value},\"valueTwo\":0,\"op\":\"{op}\"}}]}},"
+        );
+    }
+    let mut out = String::with_capacity(8192);
+    out.push_str("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"architectures\":");
+    names(&mut out, &architectures(arch));
+    out.push_str(",\"syscalls\":[");
+    allow_rule(&mut out, ALLOWED);
+    arg_rule(&mut out, "socket", 0, AF_VSOCK, "SCMP_CMP_NE");
+    for persona in PERSONALITIES {
+        arg_rule(&mut out, "personality", 0, *persona, "SCMP_CMP_EQ");
+    }
+    allow_rule(&mut out, KERNEL_4_8_SYSCALLS);
+    let arch_only = arch_syscalls(arch);
+    if !arch_only.is_empty() {
+        allow_rule(&mut out, arch_only);
+    }
+    let mut admin = false;
+    for cap in capabilities {
+        if cap == "CAP_SYS_ADMIN" {
+            admin = true;
+        }
+        if let Some((_, list)) = CAPABILITY_SYSCALLS.iter().find(|(c, _)| c == cap) {
+            allow_rule(&mut out, list);
+        }
+    }
+    if !admin {
+        let flags_index = if matches!(normalize_arch(arch), Some("s390" | "s390x")) { 1 } else { 0 };
+        arg_rule(&mut out, "clone", flags_index, CLONE_NAMESPACE_FLAGS, "SCMP_CMP_MASKED_EQ");
+        let _ = write!(out, "{{\"names\":[\"clone3\"],\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":{ENOSYS}}},");
+    }
+    out.pop(); // the last rule's comma
+    out.push_str("]}");
+    out
+}
+
 /// Every syscall name `profile` allows unconditionally (no argument filter),
 /// for tests and `--explain`.
 pub fn allowed_names(profile: &Value) -> Vec<String> {
@@ -320,6 +382,18 @@ mod tests {
         // Capability rules follow the order of the bounding set.
         let order: Vec<_> = rules.iter().skip(8).map(|r| r["names"][0].as_str().unwrap().to_string()).collect();
         assert_eq!(order, ["arch_prctl", "bpf", "kcmp"]);
+    }
+
+    #[test]
+    fn text_form_is_the_same_profile() {
+        let all: Vec<String> = CAPABILITY_SYSCALLS.iter().map(|(c, _)| c.to_string()).collect();
+        for arch in ["amd64", "arm64", "s390x", "riscv64", "ppc64le", "unknown"] {
+            for caps in [Vec::new(), caps(&["CAP_CHOWN", "CAP_SYS_CHROOT"]), all.clone()] {
+                let text = default_profile_json(arch, &caps);
+                let parsed: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(parsed, default_profile(arch, &caps), "{arch} {caps:?}");
+            }
+        }
     }
 
     #[test]

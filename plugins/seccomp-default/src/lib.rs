@@ -37,8 +37,8 @@ impl SpecMutator for SeccompDefault {
         }
         let mut caps = container.process.capabilities.clone();
         caps.extend(s.extra_capabilities);
-        let profile = berth_seccomp::default_profile(&s.arch, &caps);
-        Ok(Adjustment::default().seccomp_profile(&profile))
+        let profile = berth_seccomp::default_profile_json(&s.arch, &caps);
+        Ok(Adjustment::default().seccomp(Seccomp::Profile(profile)))
     }
 }
 
