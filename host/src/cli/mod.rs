@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod containerd;
+pub mod plugin;
+pub mod plugin_new;
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,6 +40,9 @@ pub enum Command {
     /// Snapshotters served to containerd.
     #[command(subcommand)]
     Snapshotter(containerd::SnapshotterCommand),
+    /// WebAssembly plugins: list, inspect, check, benchmark, scaffold.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -55,6 +60,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Snapshotter(command) => containerd::run(&cli.global, command),
+        Command::Plugin(command) => plugin::run(&cli.global, command),
     }
 }
 

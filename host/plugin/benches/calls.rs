@@ -1,0 +1,154 @@
+//! Per-call latency (a fresh instance per call) of each reference plugin
+//! and of the well-behaved test fixture, a chain of 8 spec-mutators, and
+//! load time from the on-disk compile cache.
+//!
+//! `cargo bench -p berth-plugin --bench calls` (reference plugins: build
+//! them first with `cargo xtask build-plugins`; missing ones are skipped).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+
+use berth_plugin::{
+    HostFacts, HostOptions, ImageReference, LoadRequest, LoadedPlugin, Operation, PluginHost, PluginKind,
+    ResolveRequest,
+};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use serde_json::json;
+
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("BERTH_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::target_dir().join("wasm32-wasip2/plugin"))
+}
+
+fn view() -> berth_spec::ContainerView {
+    let request = berth_spec::Request {
+        id: "bench".into(),
+        image: Some("docker.io/library/busybox:latest".into()),
+        image_config: berth_spec::view::ImageConfigView {
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+        options: vec![("memory".into(), "64m".into()), ("cpu".into(), "512".into())],
+        ..Default::default()
+    };
+    let (spec, _) = berth_spec::base_spec(&request).expect("sample spec");
+    berth_spec::container_view(&spec, &request)
+}
+
+fn facts() -> HostFacts {
+    HostFacts {
+        root: "/var/lib/berth/snapshots".into(),
+        filesystem_type: "ext4".into(),
+        kernel_version: "6.1.0".into(),
+        overlay_supported: true,
+        available: vec!["overlayfs".into(), "fuse-overlayfs".into(), "native".into()],
+        ..Default::default()
+    }
+}
+
+fn request() -> ResolveRequest {
+    ResolveRequest {
+        reference: ImageReference {
+            registry: "docker.io".into(),
+            repository: "library/busybox".into(),
+            tag: Some("latest".into()),
+            digest: None,
+        },
+        labels: vec![],
+        operation: Operation::Pull,
+    }
+}
+
+/// (name, path, config) of every plugin present.
+fn plugins() -> Vec<(String, PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    let dir = plugin_dir();
+    for (name, config) in [
+        ("privileged", json!({})),
+        ("resources", json!({})),
+        ("seccomp-default", json!({})),
+        ("nomad-task", json!({"env": {"A": "1"}})),
+        ("auto-snapshotter", json!({})),
+        ("hosts-resolver", json!({"docker.io": {"host": {"https://mirror.example.com": {"capabilities": ["pull"]}}}})),
+        ("stargz-labels", json!({})),
+    ] {
+        let path = dir.join(format!("{name}.wasm"));
+        if path.is_file() {
+            out.push((name.to_string(), path, config));
+        } else {
+            eprintln!("skipping {name}: {} not built (cargo xtask build-plugins)", path.display());
+        }
+    }
+    if let Some(fixtures) = common::fixtures() {
+        out.push(("fixture-good".into(), common::fixture(fixtures, "good"), json!({})));
+    }
+    out
+}
+
+fn call(p: &LoadedPlugin, view: &berth_spec::ContainerView, facts: &HostFacts, request: &ResolveRequest) {
+    match p.kind() {
+        PluginKind::SpecMutator => {
+            std::hint::black_box(p.mutate(view).expect("mutate"));
+        }
+        PluginKind::SnapshotterSelector => {
+            std::hint::black_box(p.select(facts).expect("select"));
+        }
+        PluginKind::SourceResolver => {
+            std::hint::black_box(p.resolve(request).expect("resolve"));
+        }
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let options = HostOptions { cache_dir: Some(cache.path().join("cache")), ..HostOptions::default() };
+    let host = PluginHost::new(options.clone()).expect("host");
+    let (view, facts, request) = (view(), facts(), request());
+    let list = plugins();
+    let loaded: Vec<LoadedPlugin> = list
+        .iter()
+        .map(|(name, path, config)| host.load(LoadRequest::new(name, path).config(config.clone())).expect("load"))
+        .collect();
+
+    let mut group = c.benchmark_group("call");
+    for p in &loaded {
+        group.bench_function(p.name(), |b| b.iter(|| call(p, &view, &facts, &request)));
+    }
+    group.finish();
+
+    let mutators: Vec<&LoadedPlugin> = loaded.iter().filter(|p| p.kind() == PluginKind::SpecMutator).collect();
+    if !mutators.is_empty() {
+        let chain: Vec<&LoadedPlugin> = mutators.iter().copied().cycle().take(8).collect();
+        c.bench_function("chain-of-8", |b| {
+            b.iter(|| {
+                for p in &chain {
+                    std::hint::black_box(p.mutate(&view).expect("mutate"));
+                }
+            })
+        });
+    }
+
+    // Load from the disk cache: a new host each time, so the in-memory map is empty.
+    let mut group = c.benchmark_group("load-cached");
+    for (name, path, config) in list.iter().take(3) {
+        group.bench_function(name.as_str(), |b| {
+            b.iter_batched(
+                || PluginHost::new(options.clone()).expect("host"),
+                |host| {
+                    let p = host.load(LoadRequest::new(name, path).config(config.clone())).expect("load");
+                    assert_eq!(p.cache_outcome(), berth_plugin::CacheOutcome::Disk);
+                    (host, p)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(calls, benches);
+criterion_main!(calls);
