@@ -1,0 +1,339 @@
+//! Real containers from a busybox rootfs, checked from inside. Root needed;
+//! each case runs on the native executor and, where cheap, on runc and crun.
+
+mod common;
+
+use berth_runtime::{ContainerState, Executor, ExitStatus, Stdio};
+use common::{env, run, spec, unique};
+use oci_spec::runtime::{LinuxResources, Mount};
+
+fn host_ns(name: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{name}")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn new_namespaces_hostname_and_exit_code() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let r = run(&*ex, &e, spec("hostname; echo pid=$$; for n in pid net mnt; do readlink /proc/self/ns/$n; done; exit 7"))
+            .unwrap();
+        assert_eq!(r.status, ExitStatus::Exited(7), "{}: {r:?}", ex.name());
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(lines[0], "berth-test", "{}", ex.name());
+        assert_eq!(lines[1], "pid=1", "{}", ex.name());
+        assert_ne!(lines[2], host_ns("pid"));
+        assert_ne!(lines[3], host_ns("net"));
+        assert_ne!(lines[4], host_ns("mnt"));
+    }
+}
+
+#[test]
+fn host_namespaces_when_asked() {
+    require_root!();
+    let e = env();
+    let mut s = spec("readlink /proc/self/ns/net; readlink /proc/self/ns/uts");
+    let mut linux = s.linux().clone().unwrap();
+    linux.set_namespaces(Some(
+        linux.namespaces().clone().unwrap().into_iter().filter(|n| {
+            !matches!(n.typ(), oci_spec::runtime::LinuxNamespaceType::Network | oci_spec::runtime::LinuxNamespaceType::Uts)
+        }).collect(),
+    ));
+    s.set_linux(Some(linux));
+    s.set_hostname(None);
+    let r = run(&e.native(), &e, s).unwrap();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines, [host_ns("net"), host_ns("uts")], "{r:?}");
+}
+
+#[test]
+fn mounts_masks_and_readonly_rootfs() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let mut s = spec(
+            "touch /newfile 2>/dev/null && echo WRITABLE; grep -c ' /proc ' /proc/self/mounts; \
+             cat /proc/timer_list | wc -c; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/hostname 2>/dev/null && echo SYSWRITE; \
+             ls /dev; mount | grep ' /dev/pts '",
+        );
+        s.root_mut().as_mut().unwrap().set_readonly(Some(true));
+        let r = run(&*ex, &e, s).unwrap();
+        let name = ex.name();
+        assert!(!r.stdout.contains("WRITABLE"), "{name}: root must be read-only: {r:?}");
+        assert!(!r.stdout.contains("SYSWRITE"), "{name}: /proc/sys must be read-only: {r:?}");
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(lines[0], "1", "{name}: one /proc mount: {r:?}");
+        assert_eq!(lines[1], "0", "{name}: /proc/timer_list masked: {r:?}");
+        assert_eq!(lines[2], "0", "{name}: /sys/firmware masked: {r:?}");
+        for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"] {
+            assert!(r.stdout.lines().any(|l| l == dev), "{name}: /dev/{dev} missing: {r:?}");
+        }
+        assert!(r.stdout.contains("devpts"), "{name}: {r:?}");
+    }
+    assert!(!e.rootfs.join("newfile").exists());
+}
+
+#[test]
+fn bind_mounts_with_ro_and_tmpfs() {
+    require_root!();
+    let e = env();
+    let src = e.tmp.path().join("shared");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("hello"), "from the host\n").unwrap();
+    let mut s = spec("cat /data/hello; touch /data/x 2>/dev/null && echo RW; touch /scratch/y && echo TMPFS-RW");
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(serde_json::from_value::<Mount>(serde_json::json!({
+        "destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro"]})).unwrap());
+    mounts.push(serde_json::from_value::<Mount>(serde_json::json!({
+        "destination": "/deep/scratch/../scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]})).unwrap());
+    s.set_mounts(Some(mounts));
+    // the tmpfs destination with `..` still lands inside the rootfs
+    let r = run(&e.native(), &e, s.clone()).unwrap();
+    assert!(r.stdout.starts_with("from the host"), "{r:?}");
+    assert!(!r.stdout.contains("RW\n") || r.stdout.contains("TMPFS-RW"), "{r:?}");
+    assert!(!src.join("x").exists(), "ro bind must not be writable");
+}
+
+#[test]
+fn capabilities_are_exactly_the_spec_sets() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let mut s = spec("grep -E '^Cap(Eff|Prm|Bnd|Inh|Amb)' /proc/self/status");
+        let p = s.process_mut().as_mut().unwrap();
+        let mut c = p.capabilities().clone().unwrap();
+        let set = common::caps(&["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        c.set_bounding(Some(set.clone()));
+        c.set_effective(Some(set.clone()));
+        c.set_permitted(Some(set));
+        p.set_capabilities(Some(c));
+        let r = run(&*ex, &e, s).unwrap();
+        // CAP_KILL = 5, CAP_NET_BIND_SERVICE = 10
+        for want in ["CapEff:\t0000000000000420", "CapPrm:\t0000000000000420", "CapBnd:\t0000000000000420", "CapInh:\t0000000000000000", "CapAmb:\t0000000000000000"] {
+            assert!(r.stdout.contains(want), "{}: {want} in {r:?}", ex.name());
+        }
+    }
+}
+
+#[test]
+fn non_root_user_and_groups() {
+    require_root!();
+    let e = env();
+    let mut s = spec("id -u; id -g; id -G; grep CapEff /proc/self/status");
+    let p = s.process_mut().as_mut().unwrap();
+    p.set_user(serde_json::from_value(serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [1002, 1003]})).unwrap());
+    let r = run(&e.native(), &e, s).unwrap();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(&lines[..3], ["1000", "1001", "1001 1002 1003"], "{r:?}");
+    assert!(lines[3].ends_with("0000000000000000"), "a non-root user keeps no effective caps: {r:?}");
+}
+
+#[test]
+fn seccomp_blocks_a_denied_syscall() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let mut s = spec("mkdir /tmp/blocked 2>&1; echo rc=$?; touch /tmp/allowed && echo touched");
+        let mut linux = s.linux().clone().unwrap();
+        linux.set_seccomp(Some(serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })).unwrap()));
+        s.set_linux(Some(linux));
+        let r = run(&*ex, &e, s).unwrap();
+        assert!(r.stdout.contains("Operation not permitted"), "{}: {r:?}", ex.name());
+        assert!(r.stdout.contains("rc=1") && r.stdout.contains("touched"), "{}: {r:?}", ex.name());
+    }
+}
+
+fn with_resources(mut s: oci_spec::runtime::Spec, json: serde_json::Value) -> oci_spec::runtime::Spec {
+    let mut linux = s.linux().clone().unwrap();
+    let r: LinuxResources = serde_json::from_value(json).unwrap();
+    linux.set_resources(Some(r));
+    s.set_linux(Some(linux));
+    s
+}
+
+#[test]
+fn memory_limit_is_in_the_cgroup() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let mut s = with_resources(
+            spec("cat /sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            serde_json::json!({"memory": {"limit": 67108864}}),
+        );
+        let mut mounts = s.mounts().clone().unwrap();
+        mounts.push(serde_json::from_value(serde_json::json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid","noexec","nodev","relatime","ro"]})).unwrap());
+        s.set_mounts(Some(mounts));
+        let r = run(&*ex, &e, s).unwrap();
+        assert_eq!(r.stdout.trim(), "67108864", "{}: {r:?}", ex.name());
+    }
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let s = with_resources(
+            spec("i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); done; echo spawned; kill $(jobs -p) 2>/dev/null; true"),
+            serde_json::json!({"pids": {"limit": 8}}),
+        );
+        let r = run(&*ex, &e, s).unwrap();
+        assert!(r.stderr.contains("fork"), "{}: the pids limit must refuse forks: {r:?}", ex.name());
+    }
+}
+
+#[test]
+fn rlimits_apply() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let mut s = spec("ulimit -n; ulimit -Hn");
+        s.process_mut().as_mut().unwrap().set_rlimits(Some(vec![serde_json::from_value(
+            serde_json::json!({"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}),
+        )
+        .unwrap()]));
+        let r = run(&*ex, &e, s).unwrap();
+        assert_eq!(r.stdout, "123\n456\n", "{}: {r:?}", ex.name());
+    }
+}
+
+#[test]
+fn user_namespace_maps() {
+    require_root!();
+    let e = env();
+    // The rootfs must be usable by the mapped root.
+    std::process::Command::new("chown").args(["-R", "100000:100000"]).arg(&e.rootfs).status().unwrap();
+    let mut s = spec("cat /proc/self/uid_map /proc/self/gid_map; id -u; ls /dev/null && echo devnull");
+    let mut linux = s.linux().clone().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    ns.push(serde_json::from_value(serde_json::json!({"type": "user"})).unwrap());
+    linux.set_namespaces(Some(ns));
+    linux.set_uid_mappings(Some(vec![serde_json::from_value(serde_json::json!({"containerID": 0, "hostID": 100000, "size": 65536})).unwrap()]));
+    linux.set_gid_mappings(Some(vec![serde_json::from_value(serde_json::json!({"containerID": 0, "hostID": 100000, "size": 65536})).unwrap()]));
+    s.set_linux(Some(linux));
+    let r = run(&e.native(), &e, s).unwrap();
+    let words: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(&words[..6], ["0", "100000", "65536", "0", "100000", "65536"], "{r:?}");
+    assert_eq!(words[6], "0", "{r:?}");
+    assert!(r.stdout.contains("devnull"), "{r:?}");
+}
+
+#[test]
+fn lifecycle_states_kill_and_signals() {
+    require_root!();
+    let e = env();
+    for ex in e.backends() {
+        let id = unique("life");
+        ex.create(&id, &e.bundle(spec("sleep 100")), Stdio::Null).unwrap();
+        assert_eq!(*ex.state(&id).unwrap().status(), ContainerState::Created, "{}", ex.name());
+        assert!(ex.state(&id).unwrap().pid().unwrap() > 0);
+        ex.start(&id).unwrap();
+        assert_eq!(*ex.state(&id).unwrap().status(), ContainerState::Running, "{}", ex.name());
+        ex.kill(&id, libc::SIGKILL, false).unwrap();
+        assert_eq!(ex.wait(&id).unwrap(), ExitStatus::Signaled(libc::SIGKILL), "{}", ex.name());
+        assert_eq!(*ex.state(&id).unwrap().status(), ContainerState::Stopped, "{}", ex.name());
+        ex.delete(&id, false).unwrap();
+        assert!(ex.state(&id).is_err());
+    }
+}
+
+#[test]
+fn delete_refuses_a_running_container_without_force() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let id = unique("busy");
+    ex.create(&id, &e.bundle(spec("sleep 100")), Stdio::Null).unwrap();
+    ex.start(&id).unwrap();
+    assert!(matches!(ex.delete(&id, false), Err(berth_runtime::Error::WrongState { .. })));
+    ex.delete(&id, true).unwrap();
+}
+
+#[test]
+fn no_descriptor_leaks_into_the_container() {
+    require_root!();
+    let e = env();
+    // A descriptor of the caller without close-on-exec, as a careless embedder would leave.
+    let f = std::fs::File::open("/etc/hostname").unwrap();
+    // SAFETY: dup without O_CLOEXEC on purpose.
+    let leaked = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+    assert!(leaked > 2);
+    for ex in e.backends() {
+        let r = run(&*ex, &e, spec("ls /proc/self/fd")).unwrap();
+        let fds: Vec<&str> = r.stdout.lines().collect();
+        // 0-2, plus the directory `ls` itself has open.
+        assert_eq!(fds, ["0", "1", "2", "3"], "{}: {r:?}", ex.name());
+    }
+    // SAFETY: ours.
+    unsafe { libc::close(leaked) };
+}
+
+#[test]
+fn exec_joins_a_running_container() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let id = unique("exec");
+    ex.create(&id, &e.bundle(spec("sleep 100")), Stdio::Null).unwrap();
+    ex.start(&id).unwrap();
+    let init_pid = ex.state(&id).unwrap().pid().unwrap();
+    let out = e.tmp.path().join("exec.out");
+    let mut p = spec("hostname; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9]'").process().clone().unwrap();
+    p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), "hostname; readlink /proc/self/ns/pid; exit 3".into()]));
+    let pid = ex.exec(&id, &p, Stdio::Files { stdout: out.clone(), stderr: e.tmp.path().join("exec.err") }).unwrap();
+    assert_eq!(ex.wait_exec(pid).unwrap(), ExitStatus::Exited(3));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "berth-test");
+    assert_eq!(lines[1], std::fs::read_link(format!("/proc/{init_pid}/ns/pid")).unwrap().to_string_lossy());
+    ex.delete(&id, true).unwrap();
+}
+
+#[test]
+fn hooks_get_the_state() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let dir = e.tmp.path();
+    let mut s = spec("true");
+    let hook = |stage: &str| serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{stage}.json", dir.display())]});
+    s.set_hooks(Some(serde_json::from_value(serde_json::json!({
+        "prestart": [hook("prestart")], "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")], "poststop": [hook("poststop")]
+    })).unwrap()));
+    let r = run(&ex, &e, s).unwrap();
+    assert_eq!(r.status, ExitStatus::Exited(0));
+    for (stage, status) in [("prestart", "creating"), ("createRuntime", "creating"), ("poststart", "running"), ("poststop", "stopped")] {
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{stage}.json"))).unwrap()).unwrap();
+        assert_eq!(state["status"], status, "{stage}: {state}");
+        assert!(state["id"].as_str().unwrap().starts_with("native-"));
+    }
+}
+
+#[test]
+fn two_hundred_runs_leave_no_mount_cgroup_or_state() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let before = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let r = run(&ex, &e, spec("true")).unwrap_or_else(|err| panic!("run {i}: {err:#}"));
+        assert_eq!(r.status, ExitStatus::Exited(0));
+        ids.push(r.id);
+    }
+    let after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(after.lines().count(), before, "mounts leaked");
+    assert!(!after.contains(e.tmp.path().to_str().unwrap()));
+    let state = std::fs::read_dir(&ex.root).unwrap().count();
+    assert_eq!(state, 0, "state directories left");
+    for ctrl in ["memory", "pids", "cpu", "devices"] {
+        let dir = std::path::Path::new("/sys/fs/cgroup").join(ctrl).join("berth");
+        let left: Vec<_> = ids.iter().filter(|id| dir.join(id).exists()).collect();
+        assert!(left.is_empty(), "cgroups left in {}: {left:?}", dir.display());
+    }
+}
