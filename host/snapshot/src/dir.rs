@@ -291,12 +291,14 @@ impl Snapshotter for DirSnapshotter {
     fn remove(&self, key: &str) -> Result<()> {
         self.check_open()?;
         let record = self.meta.remove(key)?;
+        failpoint::hit("remove-after-db-commit");
         // The record is gone; the directory goes to tmp/ first so that a
         // kill mid-removal leaves it where opening cleans up.
         let dir = self.dir(record.id);
         let trash = self.root.join("tmp").join(format!("rm-{}", record.id));
         match std::fs::rename(&dir, &trash) {
             Ok(()) => {
+                failpoint::hit("remove-after-rename");
                 if let Err(err) = remove_path(&trash) {
                     tracing::warn!("snapshot {key:?} removed, its directory not yet: {err:#}");
                 }
