@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
-use oci_spec::distribution::Reference;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -29,6 +28,7 @@ pub mod source;
 pub use auth::{Credential, Credentials};
 pub use client::FetchError;
 pub use progress::ProgressMode;
+pub use oci_spec::distribution::Reference;
 pub use source::{Capabilities, PullSource, Scheme};
 
 use client::SourceClient;
