@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 pub mod containerd;
 pub mod plugin;
 pub mod plugin_new;
+pub mod spec;
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +44,9 @@ pub enum Command {
     /// WebAssembly plugins: list, inspect, check, benchmark, scaffold.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Print the config.json a container would get: containerd's default spec,
+    /// the image config, then the spec-mutator plugins.
+    Spec(spec::SpecArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Snapshotter(command) => containerd::run(&cli.global, command),
         Command::Plugin(command) => plugin::run(&cli.global, command),
+        Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
     }
 }
 

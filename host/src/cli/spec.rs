@@ -182,7 +182,6 @@ mod tests {
 
     #[test]
     fn reads_the_image_config_from_the_store() {
-        use std::str::FromStr;
         let root = tempfile::tempdir().unwrap();
         let content = berth_content::ContentStore::open(root.path()).unwrap();
         let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{"Entrypoint":["/ep"],"Cmd":["c"],"User":"7:8"}}"#;
@@ -194,11 +193,10 @@ mod tests {
             "layers": []
         });
         let manifest = content.write_blob(manifest.to_string().as_bytes()).unwrap();
-        let target = oci_spec::image::Descriptor::new(
-            oci_spec::image::MediaType::ImageManifest,
-            manifest.size,
-            oci_spec::image::Digest::from_str(&manifest.digest).unwrap(),
-        );
+        let target = serde_json::from_value(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest.digest, "size": manifest.size
+        }))
+        .unwrap();
         let images = berth_content::ImageStore::open(&content);
         let name = berth_content::normalize_reference("example.com/app:1");
         images.put(&name, target, Default::default()).unwrap();
