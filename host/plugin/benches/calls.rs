@@ -115,6 +115,10 @@ fn benches(c: &mut Criterion) {
         .collect();
 
     let mut group = c.benchmark_group("call");
+    if let Some(p) = loaded.first() {
+        // Instantiation plus the smallest call there is.
+        group.bench_function(format!("{}-info", p.name()), |b| b.iter(|| std::hint::black_box(p.call_info().expect("info"))));
+    }
     for p in &loaded {
         group.bench_function(p.name(), |b| b.iter(|| call(p, &view, &facts, &request)));
     }

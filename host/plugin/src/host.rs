@@ -60,11 +60,14 @@ pub struct HostOptions {
     pub max_memory_bytes: usize,
     /// Instances alive at once (concurrent calls) across all plugins.
     pub max_instances: u32,
+    /// Bytes at the start of each linear memory that are zeroed with memset
+    /// (and stay resident) when an instance is freed, instead of madvise.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for HostOptions {
     fn default() -> Self {
-        HostOptions { cache_dir: None, limits: Limits::default(), max_memory_bytes: 1 << 30, max_instances: 64 }
+        HostOptions { cache_dir: None, limits: Limits::default(), max_memory_bytes: 1 << 30, max_instances: 64, keep_resident_bytes: 256 << 10 }
     }
 }
 
@@ -175,7 +178,7 @@ impl PluginHost {
             .max_memory_size(options.max_memory_bytes)
             // Plugins touch little memory; keeping a few pages resident
             // saves a madvise + page faults on every call.
-            .linear_memory_keep_resident(256 << 10)
+            .linear_memory_keep_resident(options.keep_resident_bytes)
             .table_keep_resident(16 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
