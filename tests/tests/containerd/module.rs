@@ -1,6 +1,7 @@
 //! The containerd of this test module: one daemon for the containerd-api
-//! trials, started on first use, with berth's snapshots service (over the
-//! test copy snapshotter) configured as the proxy snapshotter `berth`.
+//! trials, started on first use, with berth's snapshots service (over
+//! berth-snapshot's overlayfs snapshotter, in this process) configured as
+//! the proxy snapshotter `berth`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use berth_containerd::ContainerdBackend;
 use berth_tests::closers::Closers;
 use berth_tests::containerd_backend::{NAMESPACE, serve_in_process};
-use berth_tests::copy_snapshotter::CopySnapshotter;
+use berth_snapshot::Snapshotter;
 use berth_tests::daemon::{ContainerdDaemon, DaemonConfig};
 use berth_tests::image::TestImage;
 use libtest_mimic::Failed;
@@ -42,11 +43,12 @@ pub struct Module {
     daemon: Option<ContainerdDaemon>,
     pub runtime: tokio::runtime::Runtime,
     pub client: ContainerdBackend,
-    pub copy: Arc<CopySnapshotter>,
+    /// berth's overlayfs snapshotter behind the proxy.
+    pub snapshotter: Arc<dyn Snapshotter>,
     /// Stops the snapshots service, after the daemon.
     server: Closers,
     pub image: TestImage,
-    /// Holds the proxy's socket and the copy snapshotter's root; removed last.
+    /// Holds the proxy's socket and the snapshotter's root; removed last.
     pub dir: tempfile::TempDir,
 }
 
@@ -55,16 +57,16 @@ impl Module {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let dir = tempfile::Builder::new().prefix("berth-module-").tempdir()?;
         let socket = dir.path().join("snapshots.sock");
-        let copy = Arc::new(CopySnapshotter::new(&dir.path().join("copy"))?);
+        let snapshotter = berth_snapshot::open("overlayfs", &dir.path().join("overlayfs"))?;
         let mut server = Closers::new();
-        serve_in_process(copy.clone())(&socket, &mut server)?;
+        serve_in_process(snapshotter.clone())(&socket, &mut server)?;
         let config = DaemonConfig { proxy_snapshotters: vec![(PROXY.into(), socket)], ..Default::default() };
         let daemon = ContainerdDaemon::start_with(config)?;
         let client = runtime.block_on(ContainerdBackend::connect(daemon.address(), NAMESPACE))?;
         runtime
             .block_on(client.import_image(&image.layout_dir, IMAGE_NAME))
             .with_context(|| format!("importing the test image\n{}", daemon.logs()))?;
-        Ok(Module { daemon: Some(daemon), runtime, client, copy, server, image, dir })
+        Ok(Module { daemon: Some(daemon), runtime, client, snapshotter, server, image, dir })
     }
 
     pub fn daemon(&self) -> &ContainerdDaemon {

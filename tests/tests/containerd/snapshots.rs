@@ -188,7 +188,7 @@ fn ctr_import_and_run_on_the_proxy(module: &Module) -> Result<()> {
 
     // Every layer chain is a committed snapshot in berth's snapshotter.
     let chains = chain_ids(&module.image.diff_ids);
-    let committed = backend_names(module.copy.as_ref(), "kind==committed")?;
+    let committed = backend_names(module.snapshotter.as_ref(), "kind==committed")?;
     for chain in &chains {
         ensure!(committed.iter().any(|name| name.ends_with(chain.as_str())), "{chain} not among {committed:?}");
     }
@@ -213,7 +213,7 @@ fn ctr_import_and_run_on_the_proxy(module: &Module) -> Result<()> {
     // Labels containerd hands to the snapshotter (containerd.io/snapshot/...) reach berth's.
     let label = "containerd.io/snapshot/berth.test";
     ctr(&["snapshots", "--snapshotter", PROXY, "label", top, &format!("{label}=yes")])?;
-    let labelled = backend_names(module.copy.as_ref(), &format!("labels.\"{label}\"==yes"))?;
+    let labelled = backend_names(module.snapshotter.as_ref(), &format!("labels.\"{label}\"==yes"))?;
     ensure!(labelled.len() == 1 && labelled[0].ends_with(top.as_str()), "labelled in berth's snapshotter: {labelled:?}");
     let info = ctr(&["snapshots", "--snapshotter", PROXY, "info", top])?;
     ensure!(info.contains(label), "ctr snapshots info: {info}");
@@ -251,15 +251,16 @@ fn backend_runs_on_the_proxy(module: &Module) -> Result<()> {
 }
 
 /// The matrix's cases on a containerd whose snapshotter is berth's service
-/// (over the copy snapshotter), through the backend's proxy setup: what
-/// `containerd+berth-snapshotter` runs once berth-snapshot is wired.
+/// over berth's overlayfs snapshotter in this process (the registered
+/// `containerd+berth-snapshotter` backend runs the same through
+/// `berth snapshotter serve`).
 fn shared_cases_on_the_proxy() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let image = berth_tests::image::build_busybox_image(dir.path(), IMAGE_NAME)?;
-    let copy = Arc::new(CopySnapshotter::new(&dir.path().join("copy"))?);
+    let overlay = berth_snapshot::open("overlayfs", &dir.path().join("overlayfs"))?;
     let backend = ContainerdTestBackend {
-        name: "containerd+copy-snapshotter".into(),
-        snapshotter: SnapshotterSetup::Proxy { name: PROXY.into(), serve: serve_in_process(copy.clone()) },
+        name: "containerd+berth-overlayfs-in-process".into(),
+        snapshotter: SnapshotterSetup::Proxy { name: PROXY.into(), serve: serve_in_process(overlay.clone()) },
         ..ContainerdTestBackend::plain()
     };
     let running = backend.start(&image)?;
@@ -271,6 +272,6 @@ fn shared_cases_on_the_proxy() -> Result<()> {
     }
     ensure!(failures.is_empty(), "{}\n{}", failures.join("\n"), running.logs());
     // The containers ran on berth's snapshotter.
-    ensure!(!backend_names(copy.as_ref(), "kind==committed")?.is_empty());
+    ensure!(!backend_names(overlay.as_ref(), "kind==committed")?.is_empty());
     Ok(())
 }
