@@ -52,6 +52,7 @@ fn scaffolded_plugins_build_to_components() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    let host = berth_plugin::PluginHost::new(berth_plugin::HostOptions::default()).unwrap();
     for (name, kind) in [
         ("my-mutator", Kind::SpecMutator),
         ("my-selector", Kind::SnapshotterSelector),
@@ -65,7 +66,26 @@ fn scaffolded_plugins_build_to_components() {
         let wasm = sdk().join(format!("../target/scaffold-test/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")));
         let bytes = std::fs::read(&wasm).unwrap();
         assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "{} is a component", wasm.display());
+        // It loads unchanged in the real host and answers as the kind it says.
+        let host_kind = match kind {
+            Kind::SpecMutator => berth_plugin::PluginKind::SpecMutator,
+            Kind::SnapshotterSelector => berth_plugin::PluginKind::SnapshotterSelector,
+            Kind::SourceResolver => berth_plugin::PluginKind::SourceResolver,
+        };
+        let plugin = host.load(berth_plugin::LoadRequest::new(name, &wasm).kind(host_kind)).unwrap();
+        assert_eq!(plugin.call_info().unwrap().name, name);
     }
+    let mutator = host
+        .load(
+            berth_plugin::LoadRequest::new(
+                "my-mutator",
+                sdk().join("../target/scaffold-test/wasm32-wasip2/release/my_mutator.wasm"),
+            )
+            .config(serde_json::json!({"env": {"GREETING": "hello"}})),
+        )
+        .unwrap();
+    let adj = mutator.mutate(&berth_spec::ContainerView::default()).unwrap();
+    assert_eq!(adj.env_set, vec![("GREETING".to_string(), "hello".to_string())]);
     cargo(&tmp.path().join("my-mutator"), &["test", "--release"]);
 }
 
