@@ -9,134 +9,16 @@
 //! otherwise. containerd runs in a temp dir on a private socket and is
 //! killed by pid.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use berth_spec::adjustment::*;
-use berth_spec::image::replace_or_append_env;
 use berth_spec::json::to_value;
 use berth_spec::{Adjustment, ChainEntry, FixedMutator, Grants, HostFacts, Request, assemble};
 use serde_json::Value;
-
-struct Containerd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Containerd {
-    fn start() -> Result<Containerd, String> {
-        if !rustix::process::geteuid().is_root() {
-            return Err("not root".into());
-        }
-        for bin in ["containerd", "ctr"] {
-            if Command::new(bin).arg("--version").output().is_err() {
-                return Err(format!("{bin} not installed"));
-            }
-        }
-        let dir = tempfile::Builder::new().prefix("berth-spec-ctd").tempdir().map_err(|e| e.to_string())?;
-        let d = dir.path();
-        let config = format!(
-            "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\naddress = {:?}\n[debug]\naddress = {:?}\n",
-            d.join("root"),
-            d.join("state"),
-            d.join("c.sock"),
-            d.join("debug.sock"),
-        );
-        std::fs::write(d.join("config.toml"), config).map_err(|e| e.to_string())?;
-        std::fs::create_dir(d.join("rootfs")).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(d.join("containerd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start containerd: {e}"))?;
-        let ctd = Containerd { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Command::new("ctr").args(["-a"]).arg(ctd.socket()).arg("version").output().map(|o| !o.status.success()).unwrap_or(true) {
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(ctd.dir.path().join("containerd.log")).unwrap_or_default();
-                return Err(format!("containerd did not answer within 20s; log:\n{log}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(ctd)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("c.sock")
-    }
-
-    fn rootfs(&self) -> PathBuf {
-        self.dir.path().join("rootfs")
-    }
-
-    fn ctr(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("ctr").arg("-a").arg(self.socket()).args(["-n", "nomad"]).args(args).output().unwrap();
-        if !out.status.success() {
-            let log = std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
-            panic!("ctr {args:?}: {}\ncontainerd log:\n{log}", String::from_utf8_lossy(&out.stderr));
-        }
-        out.stdout
-    }
-
-    /// The spec containerd builds for `ctr c create --rootfs <flags> <rootfs> <id> <args>`.
-    fn spec(&self, id: &str, flags: &[&str], args: &[&str]) -> Value {
-        let rootfs = self.rootfs();
-        let mut create = vec!["c", "create", "--rootfs"];
-        create.extend_from_slice(flags);
-        create.push(rootfs.to_str().unwrap());
-        create.push(id);
-        create.extend_from_slice(args);
-        self.ctr(&create);
-        let info: Value = serde_json::from_slice(&self.ctr(&["c", "info", id])).unwrap();
-        self.ctr(&["c", "rm", id]);
-        info["Spec"].clone()
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Every leaf that differs, as `pointer: berth X != containerd Y`.
-fn differences(ours: &Value, theirs: &Value, path: &str, out: &mut Vec<String>) {
-    match (ours, theirs) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                differences(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &format!("{path}/{k}"), out);
-            }
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                differences(x, y, &format!("{path}/{i}"), out);
-            }
-        }
-        (a, b) if a != b => out.push(format!("{path}: berth {a} != containerd {b}")),
-        _ => {}
-    }
-}
-
-/// containerd's spec as berth's would be with an (empty) image config:
-/// `ctr --rootfs` skips `WithImageConfigArgs`, which berth always applies
-/// (it puts the default PATH first in env).
-fn with_image_config_env(mut spec: Value) -> Value {
-    let env: Vec<String> = serde_json::from_value(spec["process"]["env"].clone()).unwrap_or_default();
-    let env = replace_or_append_env(&[berth_spec::defaults::DEFAULT_PATH_ENV.to_string()], &env);
-    spec["process"]["env"] = serde_json::json!(env);
-    // Capability sets in the same (kernel) order as berth's to_value.
-    let spec: oci_spec::runtime::Spec = serde_json::from_value(spec).unwrap();
-    to_value(&spec)
-}
+use support::containerd::{Containerd, hostname, with_image_config_env};
+use support::differences;
 
 fn berth_spec_for(ctd: &Containerd, id: &str, args: &[&str], adjustment: Adjustment, seccomp: Option<Value>) -> Value {
     let mut host = HostFacts::detect();
@@ -161,10 +43,6 @@ fn assert_same(case: &str, berth: &Value, containerd: &Value) {
     let mut diffs = Vec::new();
     differences(berth, containerd, "", &mut diffs);
     assert!(diffs.is_empty(), "{case}: berth's spec differs from containerd's:\n{}", diffs.join("\n"));
-}
-
-fn hostname() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 fn mount(dest: &str, src: &str) -> Mount {
@@ -243,5 +121,3 @@ fn containerd_golden_specs() {
     assert_same("host network", &ours, &with_image_config_env(theirs));
 }
 
-#[allow(dead_code)]
-fn _unused(_: &Path) {}

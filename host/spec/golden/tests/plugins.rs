@@ -82,3 +82,33 @@ fn privileged_plugin_then_nomad_task_under_narrow_grants() {
     expect(NOMAD_TASK_PRIVILEGED, &assembled.spec);
     assert_eq!(assembled.explanation.changed_by("/process/capabilities"), vec!["privileged"]);
 }
+
+#[test]
+fn privileged_plugin_matches_a_live_containerd() {
+    // `ctr run --privileged` = WithPrivileged + WithAllDevicesAllowed +
+    // WithHostDevices: the privileged plugin with host_devices on.
+    let Some(plugin) = load("privileged", serde_json::json!({"host_devices": true})) else { return };
+    let ctd = match support::containerd::Containerd::start() {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let theirs = support::containerd::with_image_config_env(ctd.spec("priv", &["--privileged"], &["sh"]));
+    let request = Request {
+        id: "priv".into(),
+        namespace: "nomad".into(),
+        args: Some(vec!["sh".into()]),
+        rootfs: Some(ctd.rootfs()),
+        default_unix_devices: true,
+        ..Default::default()
+    };
+    // The capabilities containerd grants are its own process's, which are
+    // this test's: HostFacts::detect reads the same set.
+    let chain = [ChainEntry::new(plugin, Grants::parse(["privileged", "seccomp"]).unwrap())];
+    let ours = berth_spec::json::to_value(&assemble(&request, &chain, &berth_spec::HostFacts::detect()).unwrap().spec);
+    let mut diffs = Vec::new();
+    differences(&ours, &theirs, "", &mut diffs);
+    assert!(diffs.is_empty(), "berth + privileged.wasm differs from containerd:\n{}", diffs.join("\n"));
+}

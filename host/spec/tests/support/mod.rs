@@ -2,6 +2,8 @@
 //! comparison, and the adjustments nomad-task answers for the fixture tasks.
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use berth_spec::adjustment::*;
 use berth_spec::json::{CAPABILITY_NAMES, to_value};
 use berth_spec::view::ImageConfigView;
