@@ -59,13 +59,14 @@ pub trait RunningBackend: Send + Sync {
 
 /// Every backend berth knows.
 ///
-/// TODO(lead): `containerd+berth-snapshotter` ([`crate::containerd_backend::ContainerdTestBackend`]
-/// with `SnapshotterSetup::Proxy` serving berth-snapshot's overlayfs through
-/// `berth snapshotter serve`) and `containerd+berth-runtime` (with
+/// `containerd+berth-snapshotter` is containerd with berth-snapshot's
+/// overlayfs as its proxy snapshotter through `berth snapshotter serve`.
+/// TODO(lead): `containerd+berth-runtime` (with
 /// `RuntimeSelection::runc_binary(<berth runtime CLI>)`) join once those
 /// pieces are in the tree; the native and runc/crun backends with the executor.
 pub fn registry() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(crate::containerd_backend::ContainerdTestBackend::plain())]
+    use crate::containerd_backend::{ContainerdTestBackend, berth_cli};
+    vec![Box::new(ContainerdTestBackend::plain()), Box::new(ContainerdTestBackend::with_berth_snapshotter(berth_cli(), "overlayfs"))]
 }
 
 /// The backends `BERTH_TEST_BACKENDS` (comma-separated names) selects from

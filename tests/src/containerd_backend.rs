@@ -119,6 +119,14 @@ pub fn serve_in_process(snapshotter: Arc<dyn Snapshotter>) -> ServeSnapshotter {
     })
 }
 
+/// The `berth` binary: `BERTH_BIN`, else the workspace's target/release/berth
+/// (`cargo build --release -p berth-host`).
+pub fn berth_cli() -> PathBuf {
+    std::env::var_os("BERTH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth"))
+}
+
 impl ContainerdTestBackend {
     /// containerd using berth's snapshotter `snapshotter` through
     /// `berth snapshotter serve` (the `containerd+berth-snapshotter` backend).

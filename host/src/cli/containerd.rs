@@ -22,7 +22,8 @@ pub struct ServeArgs {
     /// Unix socket to listen on (a stale socket there is replaced).
     #[arg(long)]
     pub address: PathBuf,
-    /// The snapshotter to serve; it stores under `<--root>/snapshots/<name>`.
+    /// The snapshotter to serve (`overlayfs`, `fuse-overlayfs`, `native`,
+    /// `auto`); it stores under `<--root>/snapshots/<name>`.
     #[arg(long, default_value = "overlayfs")]
     pub snapshotter: String,
 }
@@ -37,6 +38,7 @@ fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let berth_root = global.root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
     let root = berth_root.join("snapshots").join(&args.snapshotter);
     let snapshotter = open_snapshotter(&args.snapshotter, &root)?;
+    let root = berth_root.join("snapshots").join(snapshotter.name());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = berth_containerd::snapshots_service::bind(&args.address)?;
@@ -59,12 +61,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// The snapshotter named `name`, storing under `root`.
-///
-/// TODO(lead): berth-snapshot's implementations (overlayfs, native,
-/// fuse-overlayfs) are written in parallel; construct them here (and let
-/// the snapshotter-selector plugin pick the default) when they land.
+/// The snapshotter named `name` (`auto`: the first one usable on this
+/// host), storing under `root`.
 fn open_snapshotter(name: &str, root: &Path) -> anyhow::Result<Arc<dyn Snapshotter>> {
-    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-    anyhow::bail!("snapshotter {name:?} is not built into this berth (none are wired to `snapshotter serve` yet)")
+    let snapshots_root = root.parent().context("the snapshotter root has a parent")?;
+    let name = super::snapshot::resolve_name(name, snapshots_root)?;
+    super::snapshot::open_named(&name, snapshots_root)
 }

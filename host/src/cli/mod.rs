@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 pub mod containerd;
 pub mod plugin;
 pub mod plugin_new;
+pub mod snapshot;
 pub mod spec;
 
 /// Flags every command accepts.
@@ -44,6 +45,9 @@ pub enum Command {
     /// WebAssembly plugins: list, inspect, check, benchmark, scaffold.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Snapshots of berth's snapshotters, `ctr snapshot` style (debugging).
+    #[command(alias = "snapshots")]
+    Snapshot(snapshot::SnapshotArgs),
     /// Print the config.json a container would get: containerd's default spec,
     /// the image config, then the spec-mutator plugins.
     Spec(spec::SpecArgs),
@@ -65,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Snapshotter(command) => containerd::run(&cli.global, command),
         Command::Plugin(command) => plugin::run(&cli.global, command),
+        Command::Snapshot(args) => snapshot::run(&cli.global, args),
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
     }
 }
