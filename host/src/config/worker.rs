@@ -319,6 +319,36 @@ impl NetworkMode {
     }
 }
 
+impl NetworkConfig {
+    /// berth-network's settings for this table: the CNI network list is read
+    /// from `cni-config-dir` only in bridge mode.
+    pub fn manager_options(&self, run_dir: &Path) -> anyhow::Result<berth_network::NetworkOptions> {
+        let network = match self.mode.resolved() {
+            NetworkMode::Bridge => Some(
+                berth_network::NetworkConfigList::load_dir(&self.cni_config_dir)
+                    .map_err(|e| e.context("worker.network.cni-config-dir"))?,
+            ),
+            _ => None,
+        };
+        Ok(berth_network::NetworkOptions {
+            run_dir: run_dir.to_path_buf(),
+            cni_bin_dirs: vec![self.cni_bin_dir.clone()],
+            network,
+            pool_size: self.cni_pool_size,
+        })
+    }
+}
+
+impl From<NetworkMode> for berth_network::NetworkMode {
+    fn from(m: NetworkMode) -> Self {
+        match m.resolved() {
+            NetworkMode::None => berth_network::NetworkMode::None,
+            NetworkMode::Bridge => berth_network::NetworkMode::Bridge,
+            _ => berth_network::NetworkMode::Host,
+        }
+    }
+}
+
 /// `[worker.gc]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -498,6 +528,20 @@ mod tests {
         assert!(!w.gc.enabled);
         assert_eq!(w.gc.keep_storage, Some(ByteSize(10_000_000_000)));
         assert_eq!(w.gc.keep_duration, Some(HumanDuration(Duration::from_secs(5400))));
+    }
+
+    #[test]
+    fn network_table_to_manager_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = NetworkConfig { mode: NetworkMode::Bridge, cni_config_dir: dir.path().into(), ..Default::default() };
+        let e = format!("{:#}", n.manager_options(Path::new("/run/x")).unwrap_err());
+        assert!(e.contains("cni-config-dir"), "{e}");
+        std::fs::write(dir.path().join("10-b.conflist"), r#"{"name":"b","plugins":[{"type":"bridge"}]}"#).unwrap();
+        let o = n.manager_options(Path::new("/run/x")).unwrap();
+        assert_eq!(o.network.unwrap().name, "b");
+        n.mode = NetworkMode::Auto;
+        assert!(n.manager_options(Path::new("/run/x")).unwrap().network.is_none());
+        assert_eq!(berth_network::NetworkMode::from(NetworkMode::Auto), berth_network::NetworkMode::Host);
     }
 
     #[test]
