@@ -106,8 +106,12 @@ pub fn set_user_and_capabilities(p: &Process) -> Result<()> {
     caps::set(None, CapSet::Inheritable, &inheritable).context("set inheritable capabilities")?;
     caps::set(None, CapSet::Permitted, &permitted).context("set permitted capabilities")?;
     caps::set(None, CapSet::Effective, &effective).context("set effective capabilities")?;
-    if !ambient.is_empty() {
-        caps::set(None, CapSet::Ambient, &ambient).context("set ambient capabilities")?;
+    // Ambient capabilities need to be in both the permitted and inheritable
+    // sets; one that cannot be raised is skipped with a warning (as runc does).
+    for cap in ambient {
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            tracing::warn!("ambient capability {cap} not raised: {e}");
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 pub mod containerd;
 pub mod plugin;
 pub mod plugin_new;
+pub mod runtime;
 pub mod snapshot;
 pub mod spec;
 
@@ -51,9 +52,16 @@ pub enum Command {
     /// Print the config.json a container would get: containerd's default spec,
     /// the image config, then the spec-mutator plugins.
     Spec(spec::SpecArgs),
+    /// runc-compatible OCI runtime over berth's executor (for containerd's
+    /// shim `BinaryName`, podman `--runtime`); also reachable as a link named `berth-runc`.
+    Runtime(runtime::RuntimeArgs),
 }
 
 pub fn main() -> ExitCode {
+    // Called through a link named `...runc`: runc's exact command line.
+    if std::env::args_os().next().is_some_and(|a| std::path::Path::new(&a).file_name().is_some_and(|n| n.to_string_lossy().ends_with("runc"))) {
+        return runtime::main_runc();
+    }
     let cli = Cli::parse();
     init_logging(&cli.global.log_level);
     match run(cli) {
@@ -71,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(command) => plugin::run(&cli.global, command),
         Command::Snapshot(args) => snapshot::run(&cli.global, args),
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Runtime(args) => runtime::main(&cli.global, args),
     }
 }
 
