@@ -333,41 +333,59 @@ fn call_once(l: &LoadedPlugin, inputs: &Inputs) -> Result<serde_json::Value, Cal
     Ok(value.unwrap_or(serde_json::Value::Null))
 }
 
+/// One plugin's `check` outcome: its answer, or what failed.
+#[derive(Debug)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub kind: Option<PluginKind>,
+    /// (cause, message) on failure: `load` or a [`CallError::cause`].
+    pub result: Result<serde_json::Value, (String, String)>,
+    pub elapsed: Duration,
+}
+
+fn run_checks(session: &Session, targets: &[ResolvedPlugin], args: &CheckArgs) -> anyhow::Result<Vec<CheckOutcome>> {
+    let mut out = Vec::new();
+    for p in targets {
+        let loaded = match session.load(p) {
+            Ok(l) => l,
+            Err(e) => {
+                out.push(CheckOutcome {
+                    name: p.name.clone(),
+                    kind: p.kind,
+                    result: Err(("load".into(), format!("{e:#}"))),
+                    elapsed: Duration::ZERO,
+                });
+                continue;
+            }
+        };
+        let inputs = sample_inputs(&args.opts, args.input.as_deref(), Some(loaded.kind()))?;
+        let started = Instant::now();
+        let result = call_once(&loaded, &inputs).map_err(|e| (e.cause().to_string(), e.to_string()));
+        out.push(CheckOutcome { name: p.name.clone(), kind: Some(loaded.kind()), result, elapsed: started.elapsed() });
+    }
+    Ok(out)
+}
+
 fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global, &args.plugins, &args.targets)?;
     let targets = session.targets(&args.targets)?;
     if args.input.is_some() && targets.len() > 1 {
         bail!("--input is for one plugin at a time");
     }
+    let outcomes = run_checks(&session, &targets, &args)?;
     let mut failures = 0;
-    for p in &targets {
-        let loaded = match session.load(p) {
-            Ok(l) => l,
-            Err(e) => {
-                failures += 1;
-                println!("FAIL {} (load): {e:#}", p.name);
-                continue;
-            }
-        };
-        let inputs = sample_inputs(&args.opts, args.input.as_deref(), Some(loaded.kind()))?;
-        let started = Instant::now();
-        match call_once(&loaded, &inputs) {
+    for o in &outcomes {
+        match &o.result {
             Ok(answer) => {
-                println!(
-                    "ok   {} ({} {} {}, {}µs)",
-                    loaded.name(),
-                    loaded.kind(),
-                    loaded.info().name,
-                    loaded.info().version,
-                    started.elapsed().as_micros()
-                );
+                let kind = o.kind.map(|k| k.to_string()).unwrap_or_default();
+                println!("ok   {} ({kind}, {}µs)", o.name, o.elapsed.as_micros());
                 if !args.quiet {
-                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    println!("{}", serde_json::to_string_pretty(answer)?);
                 }
             }
-            Err(e) => {
+            Err((cause, message)) => {
                 failures += 1;
-                println!("FAIL {} ({}): {e}", loaded.name(), e.cause());
+                println!("FAIL {} ({cause}): {message}", o.name);
             }
         }
     }
@@ -454,4 +472,67 @@ fn bench(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("(no usable cache directory under {}: load time not measured)", session.root.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target_dir() -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+    }
+
+    fn global(root: &Path) -> GlobalArgs {
+        GlobalArgs { config: None, root: Some(root.to_path_buf()), log_level: "warn".into() }
+    }
+
+    fn check_args(targets: Vec<String>, plugins: PluginFlags) -> CheckArgs {
+        CheckArgs { targets, input: None, opts: vec!["memory=64m".into()], quiet: true, plugins }
+    }
+
+    /// Every reference plugin passes `check` with the built-in samples.
+    #[test]
+    fn reference_plugins_pass_check() {
+        let dir = target_dir().join("wasm32-wasip2/plugin");
+        let names = ["privileged", "resources", "seccomp-default", "nomad-task", "auto-snapshotter", "hosts-resolver", "stargz-labels"];
+        let paths: Vec<String> = names.iter().map(|n| dir.join(format!("{n}.wasm")).display().to_string()).collect();
+        if let Some(missing) = paths.iter().find(|p| !Path::new(p).is_file()) {
+            eprintln!("SKIP: {missing} not built (cargo xtask build-plugins)");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let args = check_args(paths.clone(), PluginFlags::default());
+        let session = Session::open(&global(root.path()), &args.plugins, &args.targets).unwrap();
+        let targets = session.targets(&args.targets).unwrap();
+        let outcomes = run_checks(&session, &targets, &args).unwrap();
+        assert_eq!(outcomes.len(), names.len());
+        for o in &outcomes {
+            assert!(o.result.is_ok(), "{}: {:?}", o.name, o.result);
+        }
+        let resources = outcomes.iter().find(|o| o.name == "resources").unwrap();
+        let answer = resources.result.as_ref().unwrap();
+        assert_eq!(answer["resources"]["memory-limit"], serde_json::json!(64 << 20), "{answer}");
+    }
+
+    /// A hostile plugin is reported with its cause; the next one still runs.
+    #[test]
+    fn hostile_fixtures_fail_check_with_their_cause() {
+        let dir = target_dir().join("fixtures/wasm32-wasip2/release");
+        let fixture = |n: &str| dir.join(format!("fixture_{n}.wasm")).display().to_string();
+        if !Path::new(&fixture("spin")).is_file() {
+            eprintln!("SKIP: fixtures not built (cargo test --release -p berth-plugin builds them)");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let flags = PluginFlags { limits: vec!["fixture_spin.timeout-ms=20".into()], ..Default::default() };
+        let args = check_args(vec![fixture("spin"), fixture("trap"), fixture("good")], flags);
+        let session = Session::open(&global(root.path()), &args.plugins, &args.targets).unwrap();
+        let targets = session.targets(&args.targets).unwrap();
+        let outcomes = run_checks(&session, &targets, &args).unwrap();
+        let causes: Vec<&str> =
+            outcomes.iter().map(|o| o.result.as_ref().err().map(|(c, _)| c.as_str()).unwrap_or("ok")).collect();
+        assert_eq!(causes, ["timeout", "trap", "ok"]);
+    }
 }
