@@ -337,3 +337,39 @@ fn two_hundred_runs_leave_no_mount_cgroup_or_state() {
         assert!(left.is_empty(), "cgroups left in {}: {left:?}", dir.display());
     }
 }
+
+#[test]
+fn snapshot_overlay_mounts_as_the_root_and_writes_land_in_upper() {
+    require_root!();
+    let e = env();
+    let upper = e.tmp.path().join("upper");
+    let work = e.tmp.path().join("work");
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let ex = e.native();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = unique("overlay");
+        let bundle = berth_runtime::Bundle {
+            dir: e.tmp.path().into(),
+            spec: spec(&format!("echo run{i} >> /written; cat /written; grep -c ' / overlay ' /proc/self/mounts")),
+            rootfs: berth_runtime::Rootfs::Mounts(vec![berth_snapshot::Mount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec![format!("lowerdir={}", e.rootfs.display()), format!("upperdir={}", upper.display()), format!("workdir={}", work.display())],
+            }]),
+        };
+        let out = e.tmp.path().join(format!("{id}.out"));
+        ex.create(&id, &bundle, Stdio::Files { stdout: out.clone(), stderr: e.tmp.path().join(format!("{id}.err")) }).unwrap();
+        ex.start(&id).unwrap();
+        assert_eq!(ex.wait(&id).unwrap(), ExitStatus::Exited(0));
+        ex.delete(&id, false).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.ends_with(&format!("run{i}\n1\n")), "{text}");
+        ids.push(id);
+    }
+    assert_eq!(std::fs::read_to_string(upper.join("written")).unwrap(), "run0\nrun1\nrun2\n");
+    assert!(!e.rootfs.join("written").exists(), "the lower layer is untouched");
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mi.contains(upper.to_str().unwrap()), "the overlay lived only in the container's mount namespace");
+}
