@@ -440,10 +440,11 @@ impl Session {
                 left -= n as u64;
             }
         }
-        let bar = progress.blob(kind, &digest, size, have);
         let mut received = 0u64;
-        if have < size || size == 0 {
-            let mut resp = client.blob(&self.repository, &digest, have).await?;
+        let first = if have < size || size == 0 { Some(client.blob(&self.repository, &digest, have).await?) } else { None };
+        // Shown once the source answered: a source that is down prints nothing.
+        let bar = progress.blob(kind, &digest, size, have);
+        if let Some(mut resp) = first {
             match resp.status().as_u16() {
                 206 if have > 0 && content_range_start(&resp) == Some(have) => {}
                 416 | 206 | 200 => {
