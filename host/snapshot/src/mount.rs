@@ -189,10 +189,10 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if self.active {
-            if let Err(err) = unmount_all(&self.target) {
-                tracing::warn!("{err:#}");
-            }
+        if self.active
+            && let Err(err) = unmount_all(&self.target)
+        {
+            tracing::warn!("{err:#}");
         }
     }
 }
