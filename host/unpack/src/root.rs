@@ -204,7 +204,9 @@ pub fn empty_dir(dir: &OwnedFd) -> io::Result<()> {
 /// Names in a directory, without `.` and `..`.
 pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
+    // Works for O_PATH descriptors too.
+    let fd = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut reader = rustix::fs::Dir::new(fd)?;
     while let Some(entry) = reader.next() {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
