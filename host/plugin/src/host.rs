@@ -720,7 +720,7 @@ impl Inner {
 
 /// The last lines a plugin wrote to stderr (a Rust panic message lands there).
 fn stderr_tail(store: &Store<State>) -> Option<String> {
-    let bytes = store.data().stderr.contents();
+    let (bytes, _) = store.data().stderr.contents();
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim();
     if text.is_empty() {

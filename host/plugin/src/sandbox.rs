@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{wit, wit_host};
 
-/// Bytes of stderr kept per call; a plugin writing more gets a closed stream.
+/// Bytes of stderr kept per call; the rest is counted and dropped.
 pub(crate) const STDERR_CAPACITY: usize = 64 * 1024;
 /// `host.log` records forwarded per call; the rest are counted and dropped.
 pub(crate) const MAX_LOG_RECORDS: u32 = 256;
@@ -25,13 +24,13 @@ pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: Limiter,
-    pub stderr: MemoryOutputPipe,
+    pub stderr: StderrCapture,
     pub logs: u32,
 }
 
 impl State {
     pub fn new(plugin: Arc<str>, memory_limit: usize) -> State {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stderr = StderrCapture::new(STDERR_CAPACITY);
         // Nothing in it: no args, env, preopens; stdin closed; stdout
         // discarded; network uses denied (the builder's defaults, made
         // explicit where a default could change).
@@ -54,13 +53,16 @@ impl State {
 
     /// Forwards what the plugin wrote to stderr into the host log.
     pub fn flush_stderr(&self) {
-        let bytes = self.stderr.contents();
+        let (bytes, dropped) = self.stderr.contents();
         if bytes.is_empty() {
             return;
         }
         let text = String::from_utf8_lossy(&bytes);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(target: "berth_plugin::stderr", plugin = %self.plugin, "{line}");
+        }
+        if dropped > 0 {
+            tracing::warn!(plugin = %self.plugin, "dropped {dropped} more bytes of plugin stderr (limit {STDERR_CAPACITY} per call)");
         }
     }
 }
@@ -143,3 +145,85 @@ impl wit_host::Host for State {
 }
 
 impl wit::Host for State {}
+
+/// The plugin's stderr: kept up to a capacity, the rest counted and dropped
+/// (never an error: Rust's `eprintln!` panics when stderr fails).
+#[derive(Clone)]
+pub(crate) struct StderrCapture {
+    inner: Arc<std::sync::Mutex<(Vec<u8>, usize)>>,
+    capacity: usize,
+}
+
+impl StderrCapture {
+    fn new(capacity: usize) -> Self {
+        StderrCapture { inner: Arc::new(std::sync::Mutex::new((Vec::new(), 0))), capacity }
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (buf, dropped) = &mut *guard;
+        let room = self.capacity.saturating_sub(buf.len());
+        let keep = bytes.len().min(room);
+        buf.extend_from_slice(&bytes[..keep]);
+        *dropped += bytes.len() - keep;
+    }
+
+    /// What was kept, and how many bytes were dropped.
+    pub fn contents(&self) -> (Vec<u8>, usize) {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (guard.0.clone(), guard.1)
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StderrCapture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StderrCapture {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for StderrCapture {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for StderrCapture {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for StderrCapture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

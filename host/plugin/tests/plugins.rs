@@ -128,6 +128,11 @@ fn plugin_errors_and_malformed_answers_are_distinct() {
         }
         other => panic!("expected MalformedOutput, got {other:?}"),
     }
+    // A plugin that floods stderr is cut off quietly, not failed.
+    let spam = host
+        .load(LoadRequest::new("spam", common::fixture(dir, "good")).config(serde_json::json!({"spam-stderr": true})))
+        .unwrap();
+    assert_good(&spam, "spam");
     // The config reaches the plugin.
     let named = host
         .load(LoadRequest::new("named", common::fixture(dir, "good")).config(serde_json::json!({"hostname": "web-1"})))
