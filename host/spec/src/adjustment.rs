@@ -44,7 +44,11 @@ pub struct Adjustment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum User {
-    Ids { uid: u32, gid: u32, additional_gids: Vec<u32> },
+    Ids {
+        uid: u32,
+        gid: u32,
+        additional_gids: Vec<u32>,
+    },
     /// `user`, `user:group`, `uid:gid`, resolved against the image's
     /// /etc/passwd and /etc/group.
     Name(String),

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oci_spec::runtime::{
-    Capabilities, Hook as OciHook, Hooks, Linux, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxNamespace, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Mount as OciMount,
-    PosixRlimitBuilder, PosixRlimitType, Process, Spec,
+    Capabilities, Hook as OciHook, Hooks, Linux, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxNamespace, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Mount as OciMount, PosixRlimitBuilder,
+    PosixRlimitType, Process, Spec,
 };
 
 use crate::adjustment::{
@@ -365,8 +365,9 @@ fn apply_privileged(spec: &mut Spec, adj: &Adjustment, ctx: &mut Ctx) -> Result<
     }
     if p.host_devices {
         // WithHostDevices
-        let devices = host_devices(&ctx.host.dev_dir)
-            .map_err(|e| ctx.invalid(Field::Privileged, format!("cannot list host devices in {}: {e}", ctx.host.dev_dir.display())))?;
+        let devices = host_devices(&ctx.host.dev_dir).map_err(|e| {
+            ctx.invalid(Field::Privileged, format!("cannot list host devices in {}: {e}", ctx.host.dev_dir.display()))
+        })?;
         linux(spec).devices_mut().get_or_insert_with(Vec::new).extend(devices);
     }
     Ok(())
@@ -486,7 +487,10 @@ fn apply_mounts(spec: &mut Spec, adj: &Adjustment, ctx: &mut Ctx) -> Result<(), 
             return Err(ctx.invalid(Field::Mounts, format!("mount at {} has no type", m.destination)));
         }
         if m.kind == "bind" && !m.source.starts_with('/') {
-            return Err(ctx.invalid(Field::Mounts, format!("bind mount at {} needs an absolute source, got {:?}", m.destination, m.source)));
+            return Err(ctx.invalid(
+                Field::Mounts,
+                format!("bind mount at {} needs an absolute source, got {:?}", m.destination, m.source),
+            ));
         }
         let value = format!("{} {} {:?}", m.kind, m.source, m.options);
         ctx.claim(Field::Mounts, format!("mount {}", clean(&m.destination)), value)?;
@@ -581,7 +585,9 @@ fn apply_device(spec: &mut Spec, d: &Device, ctx: &mut Ctx) -> Result<(), ApplyE
         dev.set_file_mode(d.file_mode);
         dev.set_uid(d.uid);
         dev.set_gid(d.gid);
-        if d.file_mode.is_none() && d.uid.is_none() && d.gid.is_none()
+        if d.file_mode.is_none()
+            && d.uid.is_none()
+            && d.gid.is_none()
             && let Ok(Some(host)) = device_from_path(Path::new(&d.path))
             && (host.typ(), host.major(), host.minor()) == (dev.typ(), dev.major(), dev.minor())
         {
@@ -607,7 +613,9 @@ fn device_rule(r: &DeviceRule, ctx: &Ctx) -> Result<LinuxDeviceCgroup, ApplyErro
         None | Some("a") => None,
         Some("c") => Some(LinuxDeviceType::C),
         Some("b") => Some(LinuxDeviceType::B),
-        Some(other) => return Err(ctx.invalid(Field::Devices, format!("device rule type {other:?} is not a, b or c"))),
+        Some(other) => {
+            return Err(ctx.invalid(Field::Devices, format!("device rule type {other:?} is not a, b or c")));
+        }
     };
     if r.access.is_empty() || !r.access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
         return Err(ctx.invalid(Field::Devices, format!("device rule access {:?} is not made of r, w, m", r.access)));
@@ -637,7 +645,8 @@ pub(crate) fn namespace_type(kind: NamespaceKind) -> LinuxNamespaceType {
 fn apply_namespaces(spec: &mut Spec, adj: &Adjustment, ctx: &mut Ctx) -> Result<(), ApplyError> {
     for setting in &adj.namespaces {
         let typ = namespace_type(setting.kind);
-        let name = serde_json::to_value(setting.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let name =
+            serde_json::to_value(setting.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         let (value, path) = match &setting.mode {
             NamespaceMode::New => ("new".to_string(), None),
             NamespaceMode::Host => ("host".to_string(), None),
@@ -672,7 +681,9 @@ fn apply_resources(spec: &mut Spec, r: &Resources, ctx: &mut Ctx) -> Result<(), 
             None => Ok(false),
         }
     };
-    for (name, v) in [("memory-limit", r.memory_limit), ("memory-reservation", r.memory_reservation), ("memory-swap", r.memory_swap)] {
+    for (name, v) in
+        [("memory-limit", r.memory_limit), ("memory-reservation", r.memory_reservation), ("memory-swap", r.memory_swap)]
+    {
         if let Some(v) = v
             && v < -1
         {
@@ -803,7 +814,8 @@ fn apply_hook(spec: &mut Spec, h: &Hook, ctx: &mut Ctx) -> Result<(), ApplyError
     hook.set_timeout(h.timeout.map(i64::from));
     let hooks = spec.hooks_mut().get_or_insert_with(Hooks::default);
     let list = match h.stage {
-        HookStage::Prestart => {
+        HookStage::Prestart =>
+        {
             #[allow(deprecated)]
             hooks.prestart_mut()
         }
@@ -819,9 +831,16 @@ fn apply_hook(spec: &mut Spec, h: &Hook, ctx: &mut Ctx) -> Result<(), ApplyError
 
 fn apply_paths(spec: &mut Spec, adj: &Adjustment, ctx: &mut Ctx) -> Result<(), ApplyError> {
     type PathsMut = fn(&mut Linux) -> &mut Option<Vec<String>>;
-    let lists: [(Field, &str, &Vec<String>, &Vec<String>, PathsMut); 2] = [
+    type PathList<'a> = (Field, &'a str, &'a Vec<String>, &'a Vec<String>, PathsMut);
+    let lists: [PathList; 2] = [
         (Field::MaskedPaths, "masked-path", &adj.masked_paths_add, &adj.masked_paths_remove, Linux::masked_paths_mut),
-        (Field::ReadonlyPaths, "readonly-path", &adj.readonly_paths_add, &adj.readonly_paths_remove, Linux::readonly_paths_mut),
+        (
+            Field::ReadonlyPaths,
+            "readonly-path",
+            &adj.readonly_paths_add,
+            &adj.readonly_paths_remove,
+            Linux::readonly_paths_mut,
+        ),
     ];
     for (field, key, add, remove, get) in lists {
         for path in remove {

@@ -68,9 +68,9 @@ impl SpecError {
     pub fn plugin(&self) -> Option<&str> {
         match self {
             SpecError::Image(_) => None,
-            SpecError::NotGranted { plugin, .. } | SpecError::Invalid { plugin, .. } | SpecError::Plugin { plugin, .. } => {
-                Some(plugin)
-            }
+            SpecError::NotGranted { plugin, .. }
+            | SpecError::Invalid { plugin, .. }
+            | SpecError::Plugin { plugin, .. } => Some(plugin),
             SpecError::Conflict { second, .. } => Some(second),
         }
     }
@@ -200,7 +200,11 @@ pub fn apply_chain(
             .map_err(|source| SpecError::Plugin { plugin: plugin.clone(), source })
             .and_then(|adjustment| {
                 if let Some(field) = entry.grants.missing(&adjustment).into_iter().next() {
-                    return Err(SpecError::NotGranted { plugin: plugin.clone(), field, grants: entry.grants.to_string() });
+                    return Err(SpecError::NotGranted {
+                        plugin: plugin.clone(),
+                        field,
+                        grants: entry.grants.to_string(),
+                    });
                 }
                 let mut candidate = spec.clone();
                 let mut candidate_ledger = ledger.clone();

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, Linux, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace,
-    LinuxNamespaceType, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    Capability, Linux, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace, LinuxNamespaceType,
+    LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
 /// The OCI version containerd 1.6 writes.
@@ -46,7 +46,8 @@ pub const DEFAULT_MASKED_PATHS: [&str; 10] = [
     "/proc/scsi",
 ];
 
-pub const DEFAULT_READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const DEFAULT_READONLY_PATHS: [&str; 5] =
+    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// (destination, type, source, options) of containerd's default mounts.
 const DEFAULT_MOUNTS: [(&str, &str, &str, &[&str]); 7] = [

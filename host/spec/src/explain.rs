@@ -33,7 +33,9 @@ impl Change {
 pub enum Outcome {
     Applied,
     /// An optional plugin failed; its adjustment was not applied.
-    Skipped { error: String },
+    Skipped {
+        error: String,
+    },
 }
 
 /// One step of assembly.
@@ -137,7 +139,9 @@ impl fmt::Display for Change {
         match self {
             Change::Set { path, before: None, after } => write!(f, "{path}: set {}", short(after)),
             Change::Set { path, before: Some(b), after } => write!(f, "{path}: {} -> {}", short(b), short(after)),
-            Change::Removed { path, before } => write!(f, "{path}: removed (was {})", short(before)),
+            Change::Removed { path, before } => {
+                write!(f, "{path}: removed (was {})", short(before))
+            }
             Change::Items { path, added, removed } => {
                 write!(f, "{path}:")?;
                 for item in added {
@@ -158,13 +162,19 @@ impl fmt::Display for Explanation {
             match &step.outcome {
                 Outcome::Applied if step.changes.is_empty() => writeln!(f, "{}: no changes", step.source)?,
                 Outcome::Applied => writeln!(f, "{}:", step.source)?,
-                Outcome::Skipped { error } => writeln!(f, "{}: skipped (optional plugin failed: {error})", step.source)?,
+                Outcome::Skipped { error } => {
+                    writeln!(f, "{}: skipped (optional plugin failed: {error})", step.source)?
+                }
             }
             for change in &step.changes {
                 writeln!(f, "  {change}")?;
             }
             for o in &step.overrides {
-                writeln!(f, "  overrides {}: {} -> {} (set by {:?})", o.key, o.previous_value, o.value, o.previous_plugin)?;
+                writeln!(
+                    f,
+                    "  overrides {}: {} -> {} (set by {:?})",
+                    o.key, o.previous_value, o.value, o.previous_plugin
+                )?;
             }
         }
         Ok(())

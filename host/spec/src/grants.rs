@@ -118,10 +118,7 @@ impl FromStr for Field {
         let name = s.trim();
         // `_` accepted for TOML authors who prefer snake_case.
         let normalized = name.replace('_', "-").to_ascii_lowercase();
-        Field::ALL
-            .into_iter()
-            .find(|f| f.as_str() == normalized)
-            .ok_or_else(|| UnknownField::new(name))
+        Field::ALL.into_iter().find(|f| f.as_str() == normalized).ok_or_else(|| UnknownField::new(name))
     }
 }
 

@@ -36,8 +36,7 @@ pub enum ImageError {
 /// (`{"architecture":…, "config": {…}, "rootfs": …}`) or its `config` object
 /// alone.
 pub fn parse_image_config(text: &str) -> Result<ImageConfigView, ImageError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ImageError::InvalidConfig(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ImageError::InvalidConfig(e.to_string()))?;
     let object = value.as_object().ok_or_else(|| ImageError::InvalidConfig("not a JSON object".into()))?;
     let whole = ["config", "rootfs", "architecture", "os"].iter().any(|k| object.contains_key(*k));
     let config = if whole { object.get("config").cloned().unwrap_or(serde_json::Value::Null) } else { value };
@@ -51,8 +50,7 @@ pub fn parse_image_config(text: &str) -> Result<ImageConfigView, ImageError> {
 
 /// The plugin-facing view of an oci-spec image `Config`.
 pub fn view_of_config(config: &oci_spec::image::Config) -> ImageConfigView {
-    let mut labels: Vec<(String, String)> =
-        config.labels().clone().unwrap_or_default().into_iter().collect();
+    let mut labels: Vec<(String, String)> = config.labels().clone().unwrap_or_default().into_iter().collect();
     labels.sort();
     let mut exposed_ports = config.exposed_ports().clone().unwrap_or_default();
     exposed_ports.sort();
@@ -266,10 +264,8 @@ pub fn resolve_user(user: Option<&str>, rootfs: Option<&Path>) -> Result<Resolve
     };
     // WithAdditionalGIDs(uid): the user's name from /etc/passwd, then its
     // supplementary groups; nothing when the uid has no entry.
-    let additional_gids = accounts
-        .as_ref()
-        .and_then(|a| a.user_by_uid(uid).map(|u| a.supplementary_gids(&u.name)))
-        .unwrap_or_default();
+    let additional_gids =
+        accounts.as_ref().and_then(|a| a.user_by_uid(uid).map(|u| a.supplementary_gids(&u.name))).unwrap_or_default();
     Ok(ResolvedUser { uid, gid, additional_gids })
 }
 
@@ -343,8 +339,14 @@ mod tests {
     #[test]
     fn numeric_users_without_rootfs() {
         assert_eq!(resolve_user(None, None).unwrap(), ResolvedUser::default());
-        assert_eq!(resolve_user(Some("1000"), None).unwrap(), ResolvedUser { uid: 1000, gid: 0, additional_gids: vec![] });
-        assert_eq!(resolve_user(Some("1000:50"), None).unwrap(), ResolvedUser { uid: 1000, gid: 50, additional_gids: vec![] });
+        assert_eq!(
+            resolve_user(Some("1000"), None).unwrap(),
+            ResolvedUser { uid: 1000, gid: 0, additional_gids: vec![] }
+        );
+        assert_eq!(
+            resolve_user(Some("1000:50"), None).unwrap(),
+            ResolvedUser { uid: 1000, gid: 50, additional_gids: vec![] }
+        );
         assert!(matches!(resolve_user(Some("www"), None), Err(ImageError::NeedsRootfs { .. })));
         assert!(matches!(resolve_user(Some("1:2:3"), None), Err(ImageError::InvalidUser(_))));
     }
@@ -355,13 +357,19 @@ mod tests {
         let r = Some(root.path());
         // A name: uid and gid from passwd, supplementary groups listing it
         // (not the group named like the user).
-        assert_eq!(resolve_user(Some("www"), r).unwrap(), ResolvedUser { uid: 33, gid: 34, additional_gids: vec![10, 29] });
+        assert_eq!(
+            resolve_user(Some("www"), r).unwrap(),
+            ResolvedUser { uid: 33, gid: 34, additional_gids: vec![10, 29] }
+        );
         // A uid in passwd gets its gid; one not in passwd gets 0.
         assert_eq!(resolve_user(Some("33"), r).unwrap().gid, 34);
         assert_eq!(resolve_user(Some("4242"), r).unwrap(), ResolvedUser { uid: 4242, gid: 0, additional_gids: vec![] });
         // user:group in every combination.
         assert_eq!(resolve_user(Some("www:data"), r).unwrap().gid, 34);
-        assert_eq!((resolve_user(Some("33:wheel"), r).unwrap().uid, resolve_user(Some("33:wheel"), r).unwrap().gid), (33, 10));
+        assert_eq!(
+            (resolve_user(Some("33:wheel"), r).unwrap().uid, resolve_user(Some("33:wheel"), r).unwrap().gid),
+            (33, 10)
+        );
         assert_eq!(resolve_user(Some("nobody:5"), r).unwrap().uid, 65534);
         // No user: root with root's supplementary groups.
         assert_eq!(resolve_user(None, r).unwrap().additional_gids, vec![10]);

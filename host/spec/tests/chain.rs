@@ -7,7 +7,8 @@ use berth_spec::adjustment::*;
 use berth_spec::explain::Outcome;
 use berth_spec::json::to_value;
 use berth_spec::{
-    Adjustment, ChainEntry, Field, FixedMutator, FnMutator, Grants, HostFacts, MutatorError, Request, SpecError, assemble,
+    Adjustment, ChainEntry, Field, FixedMutator, FnMutator, Grants, HostFacts, MutatorError, Request, SpecError,
+    assemble,
 };
 use serde_json::{Value, json};
 
@@ -25,13 +26,18 @@ fn host() -> HostFacts {
 }
 
 fn request() -> Request {
-    Request { id: "c1".into(), image_config: berth_spec::view::ImageConfigView { cmd: vec!["sh".into()], ..Default::default() }, ..Default::default() }
+    Request {
+        id: "c1".into(),
+        image_config: berth_spec::view::ImageConfigView { cmd: vec!["sh".into()], ..Default::default() },
+        ..Default::default()
+    }
 }
 
 fn entry(name: &str, adj: Adjustment) -> ChainEntry {
     ChainEntry::new(Box::new(FixedMutator::new(name, adj)), Grants::all())
 }
 
+#[allow(clippy::result_large_err)]
 fn run(chain: &[ChainEntry]) -> Result<Value, SpecError> {
     assemble(&request(), chain, &host()).map(|a| to_value(&a.spec))
 }
@@ -98,7 +104,8 @@ fn capabilities_and_no_new_privileges() {
     assert_eq!(at(&v, "/process/capabilities/inheritable"), &Value::Null);
     assert_eq!(at(&v, "/process/noNewPrivileges"), &Value::Null);
 
-    let err = run(&[entry("p", Adjustment { capabilities_add: vec!["CAP_FLY".into()], ..Default::default() })]).unwrap_err();
+    let err =
+        run(&[entry("p", Adjustment { capabilities_add: vec!["CAP_FLY".into()], ..Default::default() })]).unwrap_err();
     assert!(err.to_string().contains("CAP_FLY") && err.to_string().contains("\"p\""), "{err}");
 }
 
@@ -106,12 +113,20 @@ fn capabilities_and_no_new_privileges() {
 fn mounts_add_and_remove() {
     let v = one(Adjustment {
         mounts_remove: vec!["/run/".into()],
-        mounts_add: vec![Mount { destination: "/data".into(), kind: "bind".into(), source: "/srv".into(), options: vec!["rbind".into(), "ro".into()] }],
+        mounts_add: vec![Mount {
+            destination: "/data".into(),
+            kind: "bind".into(),
+            source: "/srv".into(),
+            options: vec!["rbind".into(), "ro".into()],
+        }],
         ..Default::default()
     });
     let mounts = at(&v, "/mounts").as_array().unwrap();
     assert!(!mounts.iter().any(|m| m["destination"] == "/run"));
-    assert_eq!(mounts.last().unwrap(), &json!({"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}));
+    assert_eq!(
+        mounts.last().unwrap(),
+        &json!({"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]})
+    );
 
     for bad in [
         Mount { destination: "data".into(), kind: "bind".into(), source: "/srv".into(), options: vec![] },
@@ -127,10 +142,32 @@ fn mounts_add_and_remove() {
 fn devices_given_and_resolved_from_the_host() {
     let v = one(Adjustment {
         devices: vec![
-            Device { path: "/dev/fake".into(), kind: DeviceType::Block, major: 8, minor: 1, file_mode: Some(0o660), uid: None, gid: None },
-            Device { path: "/dev/null".into(), kind: DeviceType::Char, major: -1, minor: -1, file_mode: None, uid: None, gid: None },
+            Device {
+                path: "/dev/fake".into(),
+                kind: DeviceType::Block,
+                major: 8,
+                minor: 1,
+                file_mode: Some(0o660),
+                uid: None,
+                gid: None,
+            },
+            Device {
+                path: "/dev/null".into(),
+                kind: DeviceType::Char,
+                major: -1,
+                minor: -1,
+                file_mode: None,
+                uid: None,
+                gid: None,
+            },
         ],
-        device_rules: vec![DeviceRule { allow: true, kind: Some("b".into()), major: Some(8), minor: None, access: "rw".into() }],
+        device_rules: vec![DeviceRule {
+            allow: true,
+            kind: Some("b".into()),
+            major: Some(8),
+            minor: None,
+            access: "rw".into(),
+        }],
         ..Default::default()
     });
     let devices = at(&v, "/linux/devices").as_array().unwrap();
@@ -141,10 +178,13 @@ fn devices_given_and_resolved_from_the_host() {
     assert_eq!(rules[1], json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}));
     assert_eq!(rules[2], json!({"allow": true, "type": "b", "major": 8, "access": "rw"}));
 
-    let err = run(&[entry("p", Adjustment {
-        device_rules: vec![DeviceRule { allow: true, kind: None, major: None, minor: None, access: "rx".into() }],
-        ..Default::default()
-    })])
+    let err = run(&[entry(
+        "p",
+        Adjustment {
+            device_rules: vec![DeviceRule { allow: true, kind: None, major: None, minor: None, access: "rx".into() }],
+            ..Default::default()
+        },
+    )])
     .unwrap_err();
     assert!(matches!(err, SpecError::Invalid { field: Field::Devices, .. }), "{err}");
 }
@@ -179,19 +219,36 @@ fn resources_and_rlimits() {
             cpuset_mems: Some("0".into()),
             pids_limit: Some(100),
         }),
-        rlimits: vec![Rlimit { kind: "RLIMIT_NOFILE".into(), soft: 4096, hard: 8192 }, Rlimit { kind: "rlimit_nproc".into(), soft: 10, hard: 10 }],
+        rlimits: vec![
+            Rlimit { kind: "RLIMIT_NOFILE".into(), soft: 4096, hard: 8192 },
+            Rlimit { kind: "rlimit_nproc".into(), soft: 10, hard: 10 },
+        ],
         ..Default::default()
     });
-    assert_eq!(at(&v, "/linux/resources/memory"), &json!({"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20}));
-    assert_eq!(at(&v, "/linux/resources/cpu"), &json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": "0"}));
+    assert_eq!(
+        at(&v, "/linux/resources/memory"),
+        &json!({"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20})
+    );
+    assert_eq!(
+        at(&v, "/linux/resources/cpu"),
+        &json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": "0"})
+    );
     assert_eq!(at(&v, "/linux/resources/pids"), &json!({"limit": 100}));
     assert_eq!(
         at(&v, "/process/rlimits"),
         &json!([{"type": "RLIMIT_NOFILE", "hard": 8192, "soft": 4096}, {"type": "RLIMIT_NPROC", "hard": 10, "soft": 10}])
     );
-    let err = run(&[entry("p", Adjustment { rlimits: vec![Rlimit { kind: "RLIMIT_X".into(), soft: 1, hard: 1 }], ..Default::default() })]).unwrap_err();
+    let err = run(&[entry(
+        "p",
+        Adjustment { rlimits: vec![Rlimit { kind: "RLIMIT_X".into(), soft: 1, hard: 1 }], ..Default::default() },
+    )])
+    .unwrap_err();
     assert!(matches!(err, SpecError::Invalid { field: Field::Rlimits, .. }), "{err}");
-    let err = run(&[entry("p", Adjustment { rlimits: vec![Rlimit { kind: "RLIMIT_CORE".into(), soft: 2, hard: 1 }], ..Default::default() })]).unwrap_err();
+    let err = run(&[entry(
+        "p",
+        Adjustment { rlimits: vec![Rlimit { kind: "RLIMIT_CORE".into(), soft: 2, hard: 1 }], ..Default::default() },
+    )])
+    .unwrap_err();
     assert!(matches!(err, SpecError::Invalid { field: Field::Rlimits, .. }), "{err}");
 }
 
@@ -215,8 +272,13 @@ fn seccomp_default_unconfined_profile_and_malformed() {
     assert_eq!(at(&v, "/linux/seccomp"), &Value::Null);
 
     for bad in ["{not json", "[]", r#"{"syscalls":[]}"#, r#"{"defaultAction":"SCMP_ACT_NOPE"}"#] {
-        let err = run(&[entry("sec", Adjustment { seccomp: Some(Seccomp::Profile(bad.into())), ..Default::default() })]).unwrap_err();
-        assert!(matches!(&err, SpecError::Invalid { plugin, field: Field::Seccomp, .. } if plugin == "sec"), "{bad}: {err}");
+        let err =
+            run(&[entry("sec", Adjustment { seccomp: Some(Seccomp::Profile(bad.into())), ..Default::default() })])
+                .unwrap_err();
+        assert!(
+            matches!(&err, SpecError::Invalid { plugin, field: Field::Seccomp, .. } if plugin == "sec"),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -225,7 +287,13 @@ fn rootfs_sysctls_hooks_annotations_paths() {
     let v = one(Adjustment {
         readonly_rootfs: Some(true),
         sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
-        hooks: vec![Hook { stage: HookStage::CreateRuntime, path: "/usr/bin/hook".into(), args: vec!["hook".into()], env: vec![], timeout: Some(5) }],
+        hooks: vec![Hook {
+            stage: HookStage::CreateRuntime,
+            path: "/usr/bin/hook".into(),
+            args: vec!["hook".into()],
+            env: vec![],
+            timeout: Some(5),
+        }],
         annotations: vec![("io.berth/x".into(), "y".into())],
         masked_paths_add: vec!["/proc/secret".into()],
         masked_paths_remove: vec!["/proc/kcore".into()],
@@ -241,27 +309,53 @@ fn rootfs_sysctls_hooks_annotations_paths() {
     assert!(masked.contains(&json!("/proc/secret")) && !masked.contains(&json!("/proc/kcore")));
     let ro = at(&v, "/linux/readonlyPaths").as_array().unwrap();
     assert!(ro.contains(&json!("/proc/x")) && !ro.contains(&json!("/proc/sys")));
-    let err = run(&[entry("p", Adjustment { hooks: vec![Hook { stage: HookStage::Poststop, path: "rel".into(), args: vec![], env: vec![], timeout: None }], ..Default::default() })]).unwrap_err();
+    let err = run(&[entry(
+        "p",
+        Adjustment {
+            hooks: vec![Hook {
+                stage: HookStage::Poststop,
+                path: "rel".into(),
+                args: vec![],
+                env: vec![],
+                timeout: None,
+            }],
+            ..Default::default()
+        },
+    )])
+    .unwrap_err();
     assert!(matches!(err, SpecError::Invalid { field: Field::Hooks, .. }), "{err}");
 }
 
 #[test]
 fn privileged_bits_each_on_their_own() {
-    let sysfs = one(Adjustment { privileged: Privileged { sysfs_rw: true, ..Default::default() }, ..Default::default() });
+    let sysfs =
+        one(Adjustment { privileged: Privileged { sysfs_rw: true, ..Default::default() }, ..Default::default() });
     let sys = at(&sysfs, "/mounts").as_array().unwrap().iter().find(|m| m["type"] == "sysfs").unwrap().clone();
     assert_eq!(sys["options"], json!(["nosuid", "noexec", "nodev", "rw"]));
     assert!(at(&sysfs, "/linux/maskedPaths").is_array(), "sysfs-rw alone keeps masked paths");
 
-    let v = one(Adjustment { privileged: Privileged { all_capabilities: true, ..Default::default() }, ..Default::default() });
+    let v = one(Adjustment {
+        privileged: Privileged { all_capabilities: true, ..Default::default() },
+        ..Default::default()
+    });
     assert_eq!(at(&v, "/process/capabilities/bounding").as_array().unwrap().len(), 41);
     assert_eq!(at(&v, "/process/capabilities/effective"), at(&v, "/process/capabilities/permitted"));
 
-    let v = one(Adjustment { privileged: Privileged { clear_masked_paths: true, clear_readonly_paths: true, all_devices: true, ..Default::default() }, ..Default::default() });
+    let v = one(Adjustment {
+        privileged: Privileged {
+            clear_masked_paths: true,
+            clear_readonly_paths: true,
+            all_devices: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
     assert_eq!(at(&v, "/linux/maskedPaths"), &Value::Null);
     assert_eq!(at(&v, "/linux/readonlyPaths"), &Value::Null);
     assert_eq!(at(&v, "/linux/resources/devices"), &json!([{"allow": true, "access": "rwm"}]));
 
-    let v = one(Adjustment { privileged: Privileged { host_devices: true, ..Default::default() }, ..Default::default() });
+    let v =
+        one(Adjustment { privileged: Privileged { host_devices: true, ..Default::default() }, ..Default::default() });
     let devices = at(&v, "/linux/devices").as_array().unwrap();
     assert!(devices.iter().any(|d| d["path"] == "/dev/null" && d["major"] == 1 && d["minor"] == 3), "{devices:?}");
     assert!(!devices.iter().any(|d| d["path"] == "/dev/console"));
@@ -273,13 +367,18 @@ fn fields_outside_grants_are_refused_naming_plugin_and_field() {
     let chain = [ChainEntry::new(Box::new(FixedMutator::new("envy", adj)), Grants::parse(["env"]).unwrap())];
     let err = run(&chain).unwrap_err();
     match &err {
-        SpecError::NotGranted { plugin, field, .. } => assert_eq!((plugin.as_str(), *field), ("envy", Field::Hostname)),
+        SpecError::NotGranted { plugin, field, .. } => {
+            assert_eq!((plugin.as_str(), *field), ("envy", Field::Hostname))
+        }
         other => panic!("{other}"),
     }
     assert!(err.to_string().contains("\"envy\"") && err.to_string().contains("not granted \"hostname\""), "{err}");
 
     // Privilege is given, never assumed: no grants, no fields.
-    let chain = [ChainEntry::new(Box::new(FixedMutator::new("none", Adjustment { cwd: Some("/".into()), ..Default::default() })), Grants::none())];
+    let chain = [ChainEntry::new(
+        Box::new(FixedMutator::new("none", Adjustment { cwd: Some("/".into()), ..Default::default() })),
+        Grants::none(),
+    )];
     assert!(matches!(run(&chain), Err(SpecError::NotGranted { field: Field::Cwd, .. })));
     // An empty adjustment needs no grant.
     let chain = [ChainEntry::new(Box::new(FixedMutator::new("noop", Adjustment::default())), Grants::none())];
@@ -289,17 +388,35 @@ fn fields_outside_grants_are_refused_naming_plugin_and_field() {
 #[test]
 fn conflicts_name_both_plugins_and_the_field() {
     let cases: Vec<(Adjustment, Adjustment, &str)> = vec![
-        (Adjustment { hostname: Some("a".into()), ..Default::default() }, Adjustment { hostname: Some("b".into()), ..Default::default() }, "hostname"),
-        (Adjustment { cwd: Some("/a".into()), ..Default::default() }, Adjustment { cwd: Some("/b".into()), ..Default::default() }, "cwd"),
+        (
+            Adjustment { hostname: Some("a".into()), ..Default::default() },
+            Adjustment { hostname: Some("b".into()), ..Default::default() },
+            "hostname",
+        ),
+        (
+            Adjustment { cwd: Some("/a".into()), ..Default::default() },
+            Adjustment { cwd: Some("/b".into()), ..Default::default() },
+            "cwd",
+        ),
         (
             Adjustment { user: Some(User::Ids { uid: 1, gid: 1, additional_gids: vec![] }), ..Default::default() },
             Adjustment { user: Some(User::Ids { uid: 2, gid: 1, additional_gids: vec![] }), ..Default::default() },
             "user",
         ),
-        (Adjustment { readonly_rootfs: Some(true), ..Default::default() }, Adjustment { readonly_rootfs: Some(false), ..Default::default() }, "readonly-rootfs"),
         (
-            Adjustment { resources: Some(Resources { memory_limit: Some(1 << 20), ..Default::default() }), ..Default::default() },
-            Adjustment { resources: Some(Resources { memory_limit: Some(2 << 20), ..Default::default() }), ..Default::default() },
+            Adjustment { readonly_rootfs: Some(true), ..Default::default() },
+            Adjustment { readonly_rootfs: Some(false), ..Default::default() },
+            "readonly-rootfs",
+        ),
+        (
+            Adjustment {
+                resources: Some(Resources { memory_limit: Some(1 << 20), ..Default::default() }),
+                ..Default::default()
+            },
+            Adjustment {
+                resources: Some(Resources { memory_limit: Some(2 << 20), ..Default::default() }),
+                ..Default::default()
+            },
             "resources.memory-limit",
         ),
         (
@@ -312,15 +429,28 @@ fn conflicts_name_both_plugins_and_the_field() {
             Adjustment { env_unset: vec!["MODE".into()], ..Default::default() },
             "env MODE",
         ),
-        (Adjustment { seccomp: Some(Seccomp::Default), ..Default::default() }, Adjustment { seccomp: Some(Seccomp::Unconfined), ..Default::default() }, "seccomp"),
+        (
+            Adjustment { seccomp: Some(Seccomp::Default), ..Default::default() },
+            Adjustment { seccomp: Some(Seccomp::Unconfined), ..Default::default() },
+            "seccomp",
+        ),
         (
             Adjustment { capabilities_add: vec!["CAP_SYS_ADMIN".into()], ..Default::default() },
             Adjustment { capabilities_drop: vec!["CAP_SYS_ADMIN".into()], ..Default::default() },
             "capability CAP_SYS_ADMIN",
         ),
         (
-            Adjustment { namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Host }], ..Default::default() },
-            Adjustment { namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Join("/run/netns/x".into()) }], ..Default::default() },
+            Adjustment {
+                namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Host }],
+                ..Default::default()
+            },
+            Adjustment {
+                namespaces: vec![NamespaceSetting {
+                    kind: NamespaceKind::Network,
+                    mode: NamespaceMode::Join("/run/netns/x".into()),
+                }],
+                ..Default::default()
+            },
             "namespace network",
         ),
     ];
@@ -336,7 +466,9 @@ fn conflicts_name_both_plugins_and_the_field() {
         assert!(text.contains("\"first\"") && text.contains("\"second\"") && text.contains(key), "{text}");
 
         // The later one may override: it wins and the explanation says so.
-        let assembled = assemble(&request(), &[entry("first", a.clone()), entry("second", b.clone()).may_override(true)], &host()).unwrap();
+        let assembled =
+            assemble(&request(), &[entry("first", a.clone()), entry("second", b.clone()).may_override(true)], &host())
+                .unwrap();
         let step = assembled.explanation.step("second").unwrap();
         assert_eq!(step.overrides.len(), 1, "{key}");
         assert_eq!(step.overrides[0].previous_plugin, "first");
@@ -349,8 +481,21 @@ fn conflicts_name_both_plugins_and_the_field() {
 #[test]
 fn override_wins_for_a_scalar() {
     let v = run(&[
-        entry("base", Adjustment { resources: Some(Resources { memory_limit: Some(100), ..Default::default() }), ..Default::default() }),
-        entry("ops", Adjustment { resources: Some(Resources { memory_limit: Some(200), ..Default::default() }), ..Default::default() }).may_override(true),
+        entry(
+            "base",
+            Adjustment {
+                resources: Some(Resources { memory_limit: Some(100), ..Default::default() }),
+                ..Default::default()
+            },
+        ),
+        entry(
+            "ops",
+            Adjustment {
+                resources: Some(Resources { memory_limit: Some(200), ..Default::default() }),
+                ..Default::default()
+            },
+        )
+        .may_override(true),
     ])
     .unwrap();
     assert_eq!(at(&v, "/linux/resources/memory/limit"), &json!(200));
@@ -358,7 +503,8 @@ fn override_wins_for_a_scalar() {
 
 #[test]
 fn optional_plugins_are_skipped_and_recorded_required_ones_fail_closed() {
-    let failing = || FnMutator::new("flaky", |_: &berth_spec::ContainerView| Err(MutatorError::Internal("boom".into())));
+    let failing =
+        || FnMutator::new("flaky", |_: &berth_spec::ContainerView| Err(MutatorError::Internal("boom".into())));
     let good = entry("good", Adjustment { hostname: Some("ok".into()), ..Default::default() });
 
     let chain = [ChainEntry::new(Box::new(failing()), Grants::all()).optional(true), good];
@@ -370,7 +516,10 @@ fn optional_plugins_are_skipped_and_recorded_required_ones_fail_closed() {
 
     let chain = [ChainEntry::new(Box::new(failing()), Grants::all())];
     let err = run(&chain).unwrap_err();
-    assert!(matches!(&err, SpecError::Plugin { plugin, source: MutatorError::Internal(_) } if plugin == "flaky"), "{err}");
+    assert!(
+        matches!(&err, SpecError::Plugin { plugin, source: MutatorError::Internal(_) } if plugin == "flaky"),
+        "{err}"
+    );
 
     // An optional plugin's bad adjustment leaves nothing half-applied.
     let bad = Adjustment { hostname: Some("half".into()), cwd: Some("relative".into()), ..Default::default() };
@@ -378,7 +527,11 @@ fn optional_plugins_are_skipped_and_recorded_required_ones_fail_closed() {
     let assembled = assemble(&request(), &chain, &host()).unwrap();
     assert_eq!(assembled.spec.hostname(), &None);
     // ... and a forbidden field in an optional plugin skips it too.
-    let chain = [ChainEntry::new(Box::new(FixedMutator::new("nosy", Adjustment { hostname: Some("x".into()), ..Default::default() })), Grants::none()).optional(true)];
+    let chain = [ChainEntry::new(
+        Box::new(FixedMutator::new("nosy", Adjustment { hostname: Some("x".into()), ..Default::default() })),
+        Grants::none(),
+    )
+    .optional(true)];
     let assembled = assemble(&request(), &chain, &host()).unwrap();
     assert!(matches!(assembled.explanation.step("nosy").unwrap().outcome, Outcome::Skipped { .. }));
 }
@@ -386,7 +539,10 @@ fn optional_plugins_are_skipped_and_recorded_required_ones_fail_closed() {
 #[test]
 fn plugins_see_the_spec_as_earlier_plugins_left_it() {
     let chain = [
-        entry("first", Adjustment { hostname: Some("h1".into()), env_set: vec![("X".into(), "1".into())], ..Default::default() }),
+        entry(
+            "first",
+            Adjustment { hostname: Some("h1".into()), env_set: vec![("X".into(), "1".into())], ..Default::default() },
+        ),
         ChainEntry::new(
             Box::new(FnMutator::new("second", |view: &berth_spec::ContainerView| {
                 assert_eq!(view.id, "c1");
@@ -407,8 +563,20 @@ fn plugins_see_the_spec_as_earlier_plugins_left_it() {
 #[test]
 fn explanation_names_who_changed_what() {
     let chain = [
-        entry("mem", Adjustment { resources: Some(Resources { memory_limit: Some(1 << 20), ..Default::default() }), ..Default::default() }),
-        entry("net", Adjustment { namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Host }], ..Default::default() }),
+        entry(
+            "mem",
+            Adjustment {
+                resources: Some(Resources { memory_limit: Some(1 << 20), ..Default::default() }),
+                ..Default::default()
+            },
+        ),
+        entry(
+            "net",
+            Adjustment {
+                namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Host }],
+                ..Default::default()
+            },
+        ),
     ];
     let assembled = assemble(&request(), &chain, &host()).unwrap();
     let e = &assembled.explanation;
@@ -423,11 +591,19 @@ fn explanation_names_who_changed_what() {
 #[test]
 fn default_seccomp_is_berth_seccomps_profile_for_the_final_caps() {
     let host = HostFacts::detect();
-    let base = assemble(&request(), &[entry("s", Adjustment { seccomp: Some(Seccomp::Default), ..Default::default() })], &host).unwrap();
+    let base = assemble(
+        &request(),
+        &[entry("s", Adjustment { seccomp: Some(Seccomp::Default), ..Default::default() })],
+        &host,
+    )
+    .unwrap();
     let v = to_value(&base.spec);
     assert_eq!(at(&v, "/linux/seccomp/defaultAction"), &json!("SCMP_ACT_ERRNO"));
     let names = |v: &Value| -> Vec<String> {
-        at(v, "/linux/seccomp/syscalls").as_array().unwrap().iter()
+        at(v, "/linux/seccomp/syscalls")
+            .as_array()
+            .unwrap()
+            .iter()
             .filter(|r| r["action"] == "SCMP_ACT_ALLOW" && r.get("args").is_none())
             .flat_map(|r| r["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()))
             .collect()

@@ -46,7 +46,12 @@ fn assert_same(case: &str, berth: &Value, containerd: &Value) {
 }
 
 fn mount(dest: &str, src: &str) -> Mount {
-    Mount { destination: dest.into(), kind: "bind".into(), source: src.into(), options: vec!["rbind".into(), "ro".into()] }
+    Mount {
+        destination: dest.into(),
+        kind: "bind".into(),
+        source: src.into(),
+        options: vec!["rbind".into(), "ro".into()],
+    }
 }
 
 #[test]
@@ -64,10 +69,30 @@ fn containerd_golden_specs() {
     // readonly rootfs, cap add/drop, env, memory, CFS quota, a device, a
     // bind mount, the default seccomp profile, new privileges allowed, cwd.
     let flags = [
-        "--net-host", "--read-only", "--cap-add", "CAP_SYS_ADMIN", "--cap-drop", "CAP_NET_RAW", "--env", "NOMAD_TASK_NAME=web",
-        "--memory-limit", "268435456", "--device", "/dev/null", "--mount", "type=bind,src=/srv/app,dst=/etc/app,options=rbind:ro",
-        "--seccomp", "--with-ns", "network:/var/run/netns/n1", "--cpu-quota", "50000", "--cpu-period", "100000",
-        "--allow-new-privs", "--cwd", "/w",
+        "--net-host",
+        "--read-only",
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        "--cap-drop",
+        "CAP_NET_RAW",
+        "--env",
+        "NOMAD_TASK_NAME=web",
+        "--memory-limit",
+        "268435456",
+        "--device",
+        "/dev/null",
+        "--mount",
+        "type=bind,src=/srv/app,dst=/etc/app,options=rbind:ro",
+        "--seccomp",
+        "--with-ns",
+        "network:/var/run/netns/n1",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        "--allow-new-privs",
+        "--cwd",
+        "/w",
     ];
     let args = ["/bin/sleep", "300"];
     let theirs = ctd.spec("task", &flags, &args);
@@ -79,10 +104,30 @@ fn containerd_golden_specs() {
         capabilities_add: vec!["CAP_SYS_ADMIN".into()],
         capabilities_drop: vec!["CAP_NET_RAW".into()],
         no_new_privileges: Some(false),
-        mounts_add: vec![mount("/etc/app", "/srv/app"), mount("/etc/hosts", "/etc/hosts"), mount("/etc/resolv.conf", "/etc/resolv.conf")],
-        devices: vec![Device { path: "/dev/null".into(), kind: DeviceType::Char, major: -1, minor: -1, file_mode: None, uid: None, gid: None }],
-        namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Join("/var/run/netns/n1".into()) }],
-        resources: Some(Resources { memory_limit: Some(268435456), cpu_quota: Some(50000), cpu_period: Some(100000), ..Default::default() }),
+        mounts_add: vec![
+            mount("/etc/app", "/srv/app"),
+            mount("/etc/hosts", "/etc/hosts"),
+            mount("/etc/resolv.conf", "/etc/resolv.conf"),
+        ],
+        devices: vec![Device {
+            path: "/dev/null".into(),
+            kind: DeviceType::Char,
+            major: -1,
+            minor: -1,
+            file_mode: None,
+            uid: None,
+            gid: None,
+        }],
+        namespaces: vec![NamespaceSetting {
+            kind: NamespaceKind::Network,
+            mode: NamespaceMode::Join("/var/run/netns/n1".into()),
+        }],
+        resources: Some(Resources {
+            memory_limit: Some(268435456),
+            cpu_quota: Some(50000),
+            cpu_period: Some(100000),
+            ..Default::default()
+        }),
         seccomp: Some(Seccomp::Default),
         readonly_rootfs: Some(true),
         ..Default::default()
@@ -120,4 +165,3 @@ fn containerd_golden_specs() {
     let ours = berth_spec_for(&ctd, "hostnet", &["sh"], adjustment, None);
     assert_same("host network", &ours, &with_image_config_env(theirs));
 }
-

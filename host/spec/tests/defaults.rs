@@ -17,7 +17,12 @@ fn differences(ours: &Value, theirs: &Value, path: &str, out: &mut Vec<String>) 
             keys.sort();
             keys.dedup();
             for k in keys {
-                differences(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &format!("{path}/{k}"), out);
+                differences(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}/{k}"),
+                    out,
+                );
             }
         }
         (a, b) if a != b => out.push(format!("{path}: ours {a} != containerd {b}")),

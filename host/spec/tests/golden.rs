@@ -18,7 +18,8 @@ fn nomad_task_matches_containerd() {
 
 #[test]
 fn nomad_task_privileged_matches_containerd() {
-    let chain = [ChainEntry::new(Box::new(FixedMutator::new("nomad-task", nomad_task_privileged_adjustment())), Grants::all())];
+    let chain =
+        [ChainEntry::new(Box::new(FixedMutator::new("nomad-task", nomad_task_privileged_adjustment())), Grants::all())];
     let assembled = assemble(&nomad_request("priv-a1"), &chain, &root_host()).unwrap();
     expect(NOMAD_TASK_PRIVILEGED, &assembled.spec);
 }
@@ -31,8 +32,14 @@ fn the_same_split_over_two_plugins_matches_too() {
     let privileged = Adjustment { privileged: task.privileged, seccomp: task.seccomp.take(), ..Default::default() };
     task.privileged = Privileged::default();
     let chain = [
-        ChainEntry::new(Box::new(FixedMutator::new("privileged", privileged)), Grants::parse(["privileged", "seccomp"]).unwrap()),
-        ChainEntry::new(Box::new(FixedMutator::new("nomad-task", task)), Grants::parse(["namespaces", "resources"]).unwrap()),
+        ChainEntry::new(
+            Box::new(FixedMutator::new("privileged", privileged)),
+            Grants::parse(["privileged", "seccomp"]).unwrap(),
+        ),
+        ChainEntry::new(
+            Box::new(FixedMutator::new("nomad-task", task)),
+            Grants::parse(["namespaces", "resources"]).unwrap(),
+        ),
     ];
     let assembled = assemble(&nomad_request("priv-a1"), &chain, &root_host()).unwrap();
     expect(NOMAD_TASK_PRIVILEGED, &assembled.spec);

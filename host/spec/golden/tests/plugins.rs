@@ -11,7 +11,9 @@ use serde_json::Value;
 use support::*;
 
 fn plugin_path(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../target/wasm32-wasip2/plugin").join(format!("{name}.wasm"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../target/wasm32-wasip2/plugin")
+        .join(format!("{name}.wasm"));
     if path.exists() {
         Some(path)
     } else {
@@ -35,7 +37,9 @@ fn nomad_request_with_task(id: &str, task: Value) -> Request {
 
 #[test]
 fn nomad_task_plugin_matches_containerd() {
-    let Some(plugin) = load("nomad-task", serde_json::json!({})) else { return };
+    let Some(plugin) = load("nomad-task", serde_json::json!({})) else {
+        return;
+    };
     let task = serde_json::json!({
         "command": "/bin/sleep", "args": ["300"], "readonly_rootfs": true, "host_network": true,
         "cap_add": ["CAP_SYS_ADMIN"], "cap_drop": ["CAP_NET_RAW"], "env": ["NOMAD_TASK_NAME=web", "NOMAD_ALLOC_ID=a1"],
@@ -50,7 +54,9 @@ fn nomad_task_plugin_matches_containerd() {
 
 #[test]
 fn nomad_task_plugin_privileged_matches_containerd() {
-    let Some(plugin) = load("nomad-task", serde_json::json!({})) else { return };
+    let Some(plugin) = load("nomad-task", serde_json::json!({})) else {
+        return;
+    };
     let task = serde_json::json!({"privileged": true, "memory_limit": 134217728, "cpu_shares": 100, "netns_path": "/var/run/netns/a1"});
     let chain = [ChainEntry::new(plugin, Grants::all())];
     let assembled = assemble(&nomad_request_with_task("priv-a1", task), &chain, &root_host()).unwrap();
@@ -59,10 +65,16 @@ fn nomad_task_plugin_privileged_matches_containerd() {
 
 #[test]
 fn nomad_task_plugin_errors_fail_closed_with_its_name() {
-    let Some(plugin) = load("nomad-task", serde_json::json!({})) else { return };
+    let Some(plugin) = load("nomad-task", serde_json::json!({})) else {
+        return;
+    };
     let chain = [ChainEntry::new(plugin, Grants::all())];
-    let err = assemble(&nomad_request_with_task("x", serde_json::json!({"args": ["1"]})), &chain, &root_host()).unwrap_err();
-    assert!(matches!(&err, berth_spec::SpecError::Plugin { plugin, source: berth_spec::MutatorError::Rejected(_) } if plugin == "nomad-task"), "{err}");
+    let err =
+        assemble(&nomad_request_with_task("x", serde_json::json!({"args": ["1"]})), &chain, &root_host()).unwrap_err();
+    assert!(
+        matches!(&err, berth_spec::SpecError::Plugin { plugin, source: berth_spec::MutatorError::Rejected(_) } if plugin == "nomad-task"),
+        "{err}"
+    );
     assert!(err.to_string().contains("Cannot set --args without --command"), "{err}");
 }
 
@@ -71,8 +83,12 @@ fn privileged_plugin_then_nomad_task_under_narrow_grants() {
     // The privileged bits from the `privileged` plugin (granted privileged
     // and seccomp only), the task's resources and netns from nomad-task
     // (granted namespaces and resources only): the same spec as the driver's.
-    let Some(privileged) = load("privileged", serde_json::json!({"all_devices": false})) else { return };
-    let Some(nomad) = load("nomad-task", serde_json::json!({})) else { return };
+    let Some(privileged) = load("privileged", serde_json::json!({"all_devices": false})) else {
+        return;
+    };
+    let Some(nomad) = load("nomad-task", serde_json::json!({})) else {
+        return;
+    };
     let task = serde_json::json!({"memory_limit": 134217728, "cpu_shares": 100, "netns_path": "/var/run/netns/a1"});
     let chain = [
         ChainEntry::new(privileged, Grants::parse(["privileged", "seccomp"]).unwrap()),
@@ -87,7 +103,9 @@ fn privileged_plugin_then_nomad_task_under_narrow_grants() {
 fn privileged_plugin_matches_a_live_containerd() {
     // `ctr run --privileged` = WithPrivileged + WithAllDevicesAllowed +
     // WithHostDevices: the privileged plugin with host_devices on.
-    let Some(plugin) = load("privileged", serde_json::json!({"host_devices": true})) else { return };
+    let Some(plugin) = load("privileged", serde_json::json!({"host_devices": true})) else {
+        return;
+    };
     let ctd = match support::containerd::Containerd::start() {
         Ok(c) => c,
         Err(reason) => {

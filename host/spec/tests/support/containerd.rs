@@ -46,7 +46,14 @@ impl Containerd {
             .map_err(|e| format!("cannot start containerd: {e}"))?;
         let ctd = Containerd { child, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Command::new("ctr").args(["-a"]).arg(ctd.socket()).arg("version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        while Command::new("ctr")
+            .args(["-a"])
+            .arg(ctd.socket())
+            .arg("version")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(ctd.dir.path().join("containerd.log")).unwrap_or_default();
                 return Err(format!("containerd did not answer within 20s; log:\n{log}"));
@@ -107,8 +114,6 @@ pub fn with_image_config_env(mut spec: Value) -> Value {
     to_value(&spec)
 }
 
-
 pub fn hostname() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
-

@@ -20,7 +20,12 @@ pub fn differences(ours: &Value, theirs: &Value, path: &str, out: &mut Vec<Strin
             keys.sort();
             keys.dedup();
             for k in keys {
-                differences(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &format!("{path}/{k}"), out);
+                differences(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}/{k}"),
+                    out,
+                );
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
@@ -54,7 +59,12 @@ pub fn root_host() -> HostFacts {
 }
 
 pub fn bind(dst: &str, src: &str) -> Mount {
-    Mount { destination: dst.into(), kind: "bind".into(), source: src.into(), options: vec!["rbind".into(), "ro".into()] }
+    Mount {
+        destination: dst.into(),
+        kind: "bind".into(),
+        source: src.into(),
+        options: vec!["rbind".into(), "ro".into()],
+    }
 }
 
 /// What nomad-task answers for the task of fixtures/nomad-task.json.
@@ -72,7 +82,15 @@ pub fn nomad_task_adjustment() -> Adjustment {
             bind("/local", "/var/nomad/alloc/a1/web/local"),
             bind("/alloc", "/var/nomad/alloc/a1/alloc"),
         ],
-        devices: vec![Device { path: "/dev/null".into(), kind: DeviceType::Char, major: -1, minor: -1, file_mode: None, uid: None, gid: None }],
+        devices: vec![Device {
+            path: "/dev/null".into(),
+            kind: DeviceType::Char,
+            major: -1,
+            minor: -1,
+            file_mode: None,
+            uid: None,
+            gid: None,
+        }],
         namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Host }],
         resources: Some(Resources { memory_limit: Some(268435456), cpu_shares: Some(512), ..Default::default() }),
         readonly_rootfs: Some(true),
@@ -93,7 +111,10 @@ pub fn nomad_task_privileged_adjustment() -> Adjustment {
             ..Default::default()
         },
         seccomp: Some(Seccomp::Unconfined),
-        namespaces: vec![NamespaceSetting { kind: NamespaceKind::Network, mode: NamespaceMode::Join("/var/run/netns/a1".into()) }],
+        namespaces: vec![NamespaceSetting {
+            kind: NamespaceKind::Network,
+            mode: NamespaceMode::Join("/var/run/netns/a1".into()),
+        }],
         resources: Some(Resources { memory_limit: Some(134217728), cpu_shares: Some(100), ..Default::default() }),
         ..Default::default()
     }
@@ -102,5 +123,11 @@ pub fn nomad_task_privileged_adjustment() -> Adjustment {
 pub fn nomad_request(id: &str) -> Request {
     // nomad-driver-containerd uses containerd.WithNewSpec: no
     // WithDefaultUnixDevices.
-    Request { id: id.into(), namespace: "nomad".into(), image_config: image_config(), default_unix_devices: false, ..Default::default() }
+    Request {
+        id: id.into(),
+        namespace: "nomad".into(),
+        image_config: image_config(),
+        default_unix_devices: false,
+        ..Default::default()
+    }
 }
