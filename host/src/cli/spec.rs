@@ -61,7 +61,8 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// store (`--image`, resolved for this host's platform).
 fn image_config(args: &SpecArgs, global: &GlobalArgs) -> anyhow::Result<berth_spec::view::ImageConfigView> {
     if let Some(path) = &args.image_config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read image config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read image config {}", path.display()))?;
         return berth_spec::image::parse_image_config(&text).with_context(|| format!("in {}", path.display()));
     }
     let Some(reference) = args.image.as_deref() else { bail!("give --image-config FILE or --image REF") };
@@ -70,10 +71,9 @@ fn image_config(args: &SpecArgs, global: &GlobalArgs) -> anyhow::Result<berth_sp
         .with_context(|| format!("cannot open the content store under {}", root.display()))?;
     let images = berth_content::ImageStore::open(&content);
     let normalized = berth_content::normalize_reference(reference);
-    let record = images
-        .get(&normalized)
-        .or_else(|_| images.get(reference))
-        .with_context(|| format!("image {reference} is not in {} (import it with `berth image import`)", root.display()))?;
+    let record = images.get(&normalized).or_else(|_| images.get(reference)).with_context(|| {
+        format!("image {reference} is not in {} (import it with `berth image import`)", root.display())
+    })?;
     let resolved = berth_content::resolve_image(&content, &record.target, &berth_content::Platform::host())
         .with_context(|| format!("image {reference}: cannot resolve its config for this platform"))?;
     Ok(resolved.config.config().as_ref().map(berth_spec::image::view_of_config).unwrap_or_default())
@@ -166,7 +166,21 @@ mod tests {
         std::fs::write(&empty_config, "").unwrap();
         let out = dir.path().join("config.json");
         let (c, o) = (config.to_str().unwrap(), out.to_str().unwrap());
-        run(&["--config", empty_config.to_str().unwrap(), "spec", "--image-config", c, "--id", "x1", "-o", o, "--", "echo", "hi"]).unwrap();
+        run(&[
+            "--config",
+            empty_config.to_str().unwrap(),
+            "spec",
+            "--image-config",
+            c,
+            "--id",
+            "x1",
+            "-o",
+            o,
+            "--",
+            "echo",
+            "hi",
+        ])
+        .unwrap();
         let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         assert_eq!(spec["process"]["args"], serde_json::json!(["echo", "hi"]));
         assert_eq!(spec["process"]["env"], serde_json::json!(["A=1"]));
@@ -174,7 +188,17 @@ mod tests {
         assert_eq!(spec["linux"]["cgroupsPath"], "/default/x1");
         // ctr run's default device rules, unless --no-default-devices.
         assert_eq!(spec["linux"]["resources"]["devices"].as_array().unwrap().len(), 10);
-        run(&["--config", empty_config.to_str().unwrap(), "spec", "--image-config", c, "--no-default-devices", "-o", o]).unwrap();
+        run(&[
+            "--config",
+            empty_config.to_str().unwrap(),
+            "spec",
+            "--image-config",
+            c,
+            "--no-default-devices",
+            "-o",
+            o,
+        ])
+        .unwrap();
         let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         assert_eq!(spec["linux"]["resources"]["devices"].as_array().unwrap().len(), 1);
         assert_eq!(spec["process"]["args"], serde_json::json!(["sh"]));
@@ -204,20 +228,40 @@ mod tests {
         let empty_config = root.path().join("berth.toml");
         std::fs::write(&empty_config, "").unwrap();
         run(&[
-            "--config", empty_config.to_str().unwrap(), "--root", root.path().to_str().unwrap(),
-            "spec", "--image", "example.com/app:1", "-o", out.to_str().unwrap(),
+            "--config",
+            empty_config.to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+            "spec",
+            "--image",
+            "example.com/app:1",
+            "-o",
+            out.to_str().unwrap(),
         ])
         .unwrap();
         let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         assert_eq!(spec["process"]["args"], serde_json::json!(["/ep", "c"]));
-        assert_eq!((spec["process"]["user"]["uid"].as_u64(), spec["process"]["user"]["gid"].as_u64()), (Some(7), Some(8)));
-        let err = run(&["--root", root.path().to_str().unwrap(), "--config", empty_config.to_str().unwrap(), "spec", "--image", "nope:1"]).unwrap_err();
+        assert_eq!(
+            (spec["process"]["user"]["uid"].as_u64(), spec["process"]["user"]["gid"].as_u64()),
+            (Some(7), Some(8))
+        );
+        let err = run(&[
+            "--root",
+            root.path().to_str().unwrap(),
+            "--config",
+            empty_config.to_str().unwrap(),
+            "spec",
+            "--image",
+            "nope:1",
+        ])
+        .unwrap_err();
         assert!(format!("{err:#}").contains("nope:1"), "{err:#}");
     }
 
     #[test]
     fn runs_the_plugins_the_flags_name() {
-        let plugin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin/resources.wasm");
+        let plugin =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin/resources.wasm");
         if !plugin.exists() {
             eprintln!("skipped: {} not built (cargo xtask build-plugins)", plugin.display());
             return;
@@ -229,9 +273,19 @@ mod tests {
         std::fs::write(&empty_config, "").unwrap();
         let out = dir.path().join("config.json");
         let base = [
-            "--config", empty_config.to_str().unwrap(), "--root", dir.path().to_str().unwrap(), "spec",
-            "--image-config", config.to_str().unwrap(), "-o", out.to_str().unwrap(),
-            "--plugin", plugin.to_str().unwrap(), "--opt", "memory=64m",
+            "--config",
+            empty_config.to_str().unwrap(),
+            "--root",
+            dir.path().to_str().unwrap(),
+            "spec",
+            "--image-config",
+            config.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--opt",
+            "memory=64m",
         ];
         // Not granted: refused, naming the plugin and the field.
         let err = run(&[&base[..], &["--grant", "resources=env"]].concat()).unwrap_err();
