@@ -61,7 +61,10 @@ fn scaffolded_plugins_build_to_components() {
         let dir = scaffold(name, kind, tmp.path(), Some(&sdk())).unwrap();
         assert!(dir.join("README.md").is_file());
         assert!(dir.join("build.rs").is_file());
-        assert!(std::fs::read_to_string(dir.join("README.md")).unwrap().contains(&format!("kind = \"{kind}\"")));
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        assert!(readme.contains(&format!("kind = \"{kind}\"")));
+        let wasm_in_readme = dir.join(format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")));
+        assert!(readme.contains(&format!("path = \"{}\"", wasm_in_readme.display())), "{readme}");
         cargo(&dir, &["build", "--release", "--target", "wasm32-wasip2"]);
         let wasm = sdk().join(format!("../target/scaffold-test/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")));
         let bytes = std::fs::read(&wasm).unwrap();

@@ -175,7 +175,7 @@ strip = true
     write(crate_dir.join("Cargo.toml"), &manifest)?;
     write(src.join("lib.rs"), &lib_rs(kind))?;
     write(crate_dir.join("build.rs"), BUILD_RS)?;
-    write(crate_dir.join("README.md"), &readme(name, kind, member_of.is_some()))?;
+    write(crate_dir.join("README.md"), &readme(name, kind, &crate_dir, member_of.as_deref()))?;
     if member_of.is_none() {
         write(crate_dir.join(".gitignore"), "/target\n")?;
         // The same dependency versions as the SDK's own checkout, when known.
@@ -200,15 +200,18 @@ fn main() {
 }
 "#;
 
-fn readme(name: &str, kind: Kind, member: bool) -> String {
+fn readme(name: &str, kind: Kind, crate_dir: &Path, workspace: Option<&Path>) -> String {
     let wasm = name.replace('-', "_");
-    let (build, path) = if member {
-        ("cargo xtask build-plugins".to_string(), format!("target/wasm32-wasip2/plugin/{name}.wasm"))
-    } else {
-        (
+    // Absolute paths: berth.toml may live anywhere.
+    let (build, path) = match workspace {
+        Some(root) => (
+            "cargo xtask build-plugins".to_string(),
+            root.join(format!("target/wasm32-wasip2/plugin/{name}.wasm")).display().to_string(),
+        ),
+        None => (
             "cargo build --release --target wasm32-wasip2".to_string(),
-            format!("target/wasm32-wasip2/release/{wasm}.wasm"),
-        )
+            crate_dir.join(format!("target/wasm32-wasip2/release/{wasm}.wasm")).display().to_string(),
+        ),
     };
     let grants = match kind {
         Kind::SpecMutator => "\ngrants = [\"env\"]",
