@@ -363,10 +363,11 @@ fn children(v: &Value) -> Vec<String> {
             out.push(s.to_string());
         }
     };
-    if let Some(c) = v.get("config") {
-        if c.is_object() && c.get("digest").is_some() {
-            push(c);
-        }
+    if let Some(c) = v.get("config")
+        && c.is_object()
+        && c.get("digest").is_some()
+    {
+        push(c);
     }
     for key in ["manifests", "layers"] {
         if let Some(list) = v.get(key).and_then(Value::as_array) {

@@ -110,7 +110,7 @@ fn running_container_and_images_survive_gc() {
     sn.prepare("pinned", None, root_label).unwrap();
     // An expired lease keeps nothing.
     leases.create("stale", Some(Duration::ZERO), BTreeMap::new()).unwrap();
-    leases.add("stale", &[junk.clone()], &[]).unwrap();
+    leases.add("stale", std::slice::from_ref(&junk), &[]).unwrap();
 
     let content = BlobDir::new(root);
     let collector = Collector {
