@@ -118,6 +118,13 @@ fn benches(c: &mut Criterion) {
     if let Some(p) = loaded.first() {
         // Instantiation plus the smallest call there is.
         group.bench_function(format!("{}-info", p.name()), |b| b.iter(|| std::hint::black_box(p.call_info().expect("info"))));
+        if p.kind() == PluginKind::SpecMutator {
+            // The same call with an almost empty view: the cost of moving the view.
+            let empty = berth_spec::ContainerView { id: "bench".into(), ..Default::default() };
+            group.bench_function(format!("{}-empty-view", p.name()), |b| {
+                b.iter(|| std::hint::black_box(p.mutate(&empty).expect("mutate")))
+            });
+        }
     }
     for p in &loaded {
         group.bench_function(p.name(), |b| b.iter(|| call(p, &view, &facts, &request)));
