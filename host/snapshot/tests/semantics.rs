@@ -154,3 +154,35 @@ fn mounts_of_each_flavor() {
     assert_eq!(std::fs::read_to_string(Path::new(&m[0].source).join("f")).unwrap(), "x", "a native child is a copy");
     assert!(native.usage("b").unwrap().size > 0);
 }
+
+/// The snapshots service calls in from many threads: racing creations of
+/// the same keys make each exactly once and leave nothing in tmp/.
+#[test]
+fn concurrent_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let sn = std::sync::Arc::new(DirSnapshotter::open(dir.path(), Flavor::Native).unwrap());
+    sn.prepare("a", None, Labels::new()).unwrap();
+    sn.commit("base", "a", Labels::new()).unwrap();
+    let created: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let sn = sn.clone();
+                scope.spawn(move || {
+                    let mut made = 0;
+                    for i in 0..30 {
+                        match sn.prepare(&format!("k{i}"), Some("base"), Labels::new()) {
+                            Ok(_) => made += 1,
+                            Err(Error::AlreadyExists(_)) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    made
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(created, 30);
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 31);
+}

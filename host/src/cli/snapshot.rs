@@ -231,3 +231,33 @@ fn human(size: i64) -> String {
     }
     if unit == 0 { format!("{size} B") } else { format!("{value:.1} {}", units[unit]) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_sizes() {
+        assert_eq!(parse_labels(&["a=1".into(), "b=".into()]).unwrap(), Labels::from([("a".into(), "1".into()), ("b".into(), "".into())]));
+        assert!(parse_labels(&["=1".into()]).is_err() && parse_labels(&["novalue".into()]).is_err());
+        assert_eq!(human(12), "12 B");
+        assert_eq!(human(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn commands_on_a_native_root() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(resolve_name("native", dir.path()).unwrap(), "native");
+        let sn = open_named("native", dir.path()).unwrap();
+        command(sn.as_ref(), SnapshotCommand::Prepare { key: "a".into(), parent: None, target: None, labels: vec!["x=1".into()] }).unwrap();
+        command(sn.as_ref(), SnapshotCommand::Commit { name: "base".into(), key: "a".into(), labels: vec![] }).unwrap();
+        command(sn.as_ref(), SnapshotCommand::Label { key: "base".into(), labels: vec!["team=a".into()] }).unwrap();
+        assert_eq!(sn.stat("base").unwrap().labels.get("team").map(String::as_str), Some("a"));
+        command(sn.as_ref(), SnapshotCommand::Label { key: "base".into(), labels: vec!["team=".into()] }).unwrap();
+        assert!(sn.stat("base").unwrap().labels.is_empty());
+        command(sn.as_ref(), SnapshotCommand::View { key: "v".into(), parent: Some("base".into()), target: None, labels: vec![] }).unwrap();
+        assert!(command(sn.as_ref(), SnapshotCommand::Rm { keys: vec!["base".into()] }).is_err(), "base has a child");
+        command(sn.as_ref(), SnapshotCommand::Rm { keys: vec!["v".into(), "base".into()] }).unwrap();
+        assert!(all(sn.as_ref(), &[]).unwrap().is_empty());
+    }
+}
