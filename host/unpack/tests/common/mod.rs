@@ -133,3 +133,99 @@ fn walk(base: &Path, dir: &Path, skip: Option<&Path>, out: &mut BTreeMap<String,
         }
     }
 }
+
+/// GOARCH of this host.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn write_blob(blobs: &Path, data: &[u8]) -> String {
+    let digest = sha256(data);
+    std::fs::write(blobs.join(&digest["sha256:".len()..]), data).unwrap();
+    digest
+}
+
+/// An OCI layout at `dir` with `layers` (uncompressed tars, stored gzipped)
+/// named `name` (containerd annotation) with the ref tag `tag` (for umoci).
+/// Returns the manifest digest.
+pub fn write_layout(dir: &Path, layers: &[Vec<u8>], name: &str, tag: &str) -> String {
+    write_layout_with(dir, layers, name, tag, None)
+}
+
+pub fn write_layout_with(dir: &Path, layers: &[Vec<u8>], name: &str, tag: &str, diff_ids: Option<Vec<String>>) -> String {
+    use std::io::Write;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut descs = Vec::new();
+    let mut ids = Vec::new();
+    for layer in layers {
+        ids.push(sha256(layer));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(layer).unwrap();
+        let gz = gz.finish().unwrap();
+        descs.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": write_blob(&blobs, &gz),
+            "size": gz.len(),
+        }));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": host_arch(),
+        "os": "linux",
+        "config": { "Cmd": ["sh"] },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids.unwrap_or(ids) },
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": write_blob(&blobs, &config), "size": config.len() },
+        "layers": descs,
+    }))
+    .unwrap();
+    let manifest_digest = write_blob(&blobs, &manifest);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "annotations": { "io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag },
+        }],
+    }))
+    .unwrap();
+    std::fs::write(dir.join("index.json"), index).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    manifest_digest
+}
+
+/// busybox-static and its applets as symlinks, then /etc files: the
+/// busybox image of tests/src/image.rs, built the same way.
+pub fn busybox_layers() -> Option<Vec<Vec<u8>>> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        return None;
+    }
+    let out = std::process::Command::new(busybox).arg("--list-full").output().ok()?;
+    let applets: std::collections::BTreeSet<String> =
+        String::from_utf8(out.stdout).ok()?.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let mut t = RawTar::new();
+    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "etc", "root", "var"] {
+        t.dir(d, 0o755);
+    }
+    t.dir("tmp", 0o1777);
+    t.file("bin/busybox", &std::fs::read(busybox).ok()?, 0o755);
+    for a in applets.iter().filter(|a| *a != "bin/busybox") {
+        t.symlink("/bin/busybox", a);
+    }
+    let l1 = t.finish();
+    let mut t = RawTar::new();
+    t.dir("etc", 0o755)
+        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        .file("etc/group", b"root:x:0:\n", 0o644);
+    Some(vec![l1, t.finish()])
+}
