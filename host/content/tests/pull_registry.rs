@@ -50,6 +50,11 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
+        Self::start_with(dir, htpasswd, "")
+    }
+
+    /// `http_extra`: more YAML under `http:` (TLS).
+    fn start_with(dir: &Path, htpasswd: Option<(&str, &str)>, http_extra: &str) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let storage = dir.join("storage");
@@ -61,7 +66,7 @@ impl Registry {
             auth = format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", file.display());
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{auth}",
             storage.display()
         );
         let config_path = dir.join("config.yml");
@@ -465,6 +470,46 @@ fn https_is_the_default_and_http_only_where_a_source_says() {
     // No sources: the registry itself over https, which this plain-http registry refuses.
     let err = rt().block_on(p.pull(&reference, &[], &opts())).unwrap_err();
     assert!(format!("{err:#}").contains(&format!("https://{}/v2", reg.host())), "{err:#}");
+}
+
+#[test]
+fn https_registry_with_a_self_signed_certificate_needs_skip_verify() {
+    skip_unless_ready!();
+    if !Path::new("/usr/bin/openssl").is_file() {
+        eprintln!("SKIP: /usr/bin/openssl missing (needed to make a test certificate)");
+        return;
+    }
+    let e = env();
+    let tls = e.dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let out = Command::new("/usr/bin/openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(tls.join("key.pem"))
+        .arg("-out")
+        .arg(tls.join("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let extra = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        tls.join("cert.pem").display(),
+        tls.join("key.pem").display()
+    );
+    let reg = Registry::start_with(&e.dir.path().join("reg"), None, &extra);
+    reg.push(&e.image.layout, "v1", "test/busybox", None);
+    let reference = format!("{}/test/busybox:v1", reg.host());
+    let (store, p) = puller(&e.dir.path().join("root"), Credentials::default());
+    // https by default, and the certificate is not trusted.
+    let err = rt().block_on(p.pull(&reference, &[], &opts())).unwrap_err();
+    assert!(matches!(err.downcast_ref::<PullError>(), Some(PullError::AllSourcesFailed { .. })), "{err:#}");
+    assert!(!store.contains(&e.image.index_digest));
+    // The source says skip-verify: accepted.
+    let mut source = PullSource::new(reg.host(), Scheme::Https);
+    source.skip_verify = true;
+    rt().block_on(p.pull(&reference, &[source], &opts())).unwrap();
+    assert_complete(&store, &e.image);
 }
 
 fn base64_encode(data: &[u8]) -> String {
