@@ -37,9 +37,11 @@ pub struct SpecArgs {
     /// Leave out the device-cgroup allow rules `ctr run` adds (/dev/null, /dev/zero, ...).
     #[arg(long)]
     pub no_default_devices: bool,
-    /// Also print, on stderr, which step (image config, each plugin) changed which field.
-    #[arg(long)]
-    pub explain: bool,
+    /// Also print, on stderr, which step (image config, each plugin) changed
+    /// which field, which plugin overrode which, which optional ones were
+    /// skipped: `--explain` (text) or `--explain=json`.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
+    pub explain: Option<ExplainFormat>,
     /// Write config.json here instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -48,6 +50,12 @@ pub struct SpecArgs {
     pub args: Vec<String>,
     #[command(flatten)]
     pub plugins: crate::config::plugins::PluginFlags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -137,8 +145,14 @@ pub fn run(global: &GlobalArgs, args: SpecArgs) -> anyhow::Result<()> {
         Some(path) => std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?,
         None => std::io::stdout().lock().write_all(json.as_bytes()).context("cannot write to stdout")?,
     }
-    if args.explain {
-        eprint!("{}", assembled.explanation);
+    match args.explain {
+        Some(ExplainFormat::Text) => eprint!("{}", assembled.explanation),
+        Some(ExplainFormat::Json) => {
+            let text =
+                serde_json::to_string_pretty(&assembled.explanation).context("cannot serialize the explanation")?;
+            eprintln!("{text}");
+        }
+        None => {}
     }
     Ok(())
 }
@@ -293,6 +307,63 @@ mod tests {
         run(&[&base[..], &["--grant", "resources=resources", "--explain"]].concat()).unwrap();
         let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
+    }
+
+    #[test]
+    fn runs_the_plugins_berth_toml_configures() {
+        let plugin =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin/resources.wasm");
+        if !plugin.exists() {
+            eprintln!("skipped: {} not built (cargo xtask build-plugins)", plugin.display());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("image.json");
+        std::fs::write(&image, r#"{"Cmd":["sh"]}"#).unwrap();
+        let config = dir.path().join("berth.toml");
+        std::fs::write(
+            &config,
+            format!("[[plugin]]\nname = \"limits\"\npath = {:?}\ngrants = [\"resources\"]\n", plugin.to_str().unwrap()),
+        )
+        .unwrap();
+        let out = dir.path().join("config.json");
+        let (c, r, i, o) =
+            (config.to_str().unwrap(), dir.path().to_str().unwrap(), image.to_str().unwrap(), out.to_str().unwrap());
+        run(&[
+            "--config",
+            c,
+            "--root",
+            r,
+            "spec",
+            "--image-config",
+            i,
+            "-o",
+            o,
+            "--opt",
+            "pids_limit=50",
+            "--explain=json",
+        ])
+        .unwrap();
+        let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(spec["linux"]["resources"]["pids"]["limit"], 50);
+        // A flag narrows the file's grants for one run.
+        let err = run(&[
+            "--config",
+            c,
+            "--root",
+            r,
+            "spec",
+            "--image-config",
+            i,
+            "-o",
+            o,
+            "--opt",
+            "pids_limit=50",
+            "--grant",
+            "limits=",
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("\"limits\" is not granted \"resources\""), "{err:#}");
     }
 
     #[test]
