@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod containerd;
+pub mod image;
 pub mod plugin;
 pub mod plugin_new;
 pub mod runtime;
@@ -43,6 +44,9 @@ pub enum Command {
     /// Snapshotters served to containerd.
     #[command(subcommand)]
     Snapshotter(containerd::SnapshotterCommand),
+    /// Images: import (OCI layout, docker save), ls, inspect, rm, unpack.
+    #[command(subcommand, alias = "images")]
+    Image(image::ImageCommand),
     /// WebAssembly plugins: list, inspect, check, benchmark, scaffold.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Snapshotter(command) => containerd::run(&cli.global, command),
+        Command::Image(command) => image::run(&cli.global, command),
         Command::Plugin(command) => plugin::run(&cli.global, command),
         Command::Snapshot(args) => snapshot::run(&cli.global, args),
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
