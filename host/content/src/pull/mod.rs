@@ -325,7 +325,7 @@ impl Session {
                     tracing::info!("{what}: {e}; trying the next source");
                     not_found &= e.is_not_found();
                     digest_mismatch |= matches!(e, FetchError::Digest { .. });
-                    failures.push(e.to_string());
+                    failures.push(error_chain(&e));
                 }
                 Err(error) => return Err(PullError::Stopped { what, error }.into()),
             }
@@ -390,7 +390,7 @@ impl Session {
                     tracing::info!("{what}: {e}; trying the next source");
                     not_found &= e.is_not_found();
                     digest_mismatch |= matches!(e, FetchError::Digest { .. });
-                    failures.push(e.to_string());
+                    failures.push(error_chain(&e));
                 }
                 Err(error) => return Err(PullError::Stopped { what, error }.into()),
             }
@@ -517,6 +517,21 @@ impl Session {
         bar.done(&client.source.to_string());
         Ok(received)
     }
+}
+
+/// An error and its causes on one line (reqwest's own message omits the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 fn partial_path(ingest_dir: &Path, digest: &str) -> anyhow::Result<PathBuf> {
