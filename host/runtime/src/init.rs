@@ -159,6 +159,9 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
         })?;
     }
     // The process.
+    if let Some(fd) = cfg.console_fd {
+        setup_terminal(fd, &process).context("set up the terminal")?;
+    }
     if let Some(adj) = process.oom_score_adj() {
         sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string()).context("oom_score_adj")?;
     }
@@ -205,4 +208,63 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
     // Nothing but stdio (and --preserve-fds) crosses exec (CVE-2024-21626).
     sys::cloexec_from(3 + cfg.preserve_fds).context("close_range")?;
     Err(process::exec(&exe, &args, &env))
+}
+
+/// A pty from the container's devpts: the slave becomes stdio and the
+/// controlling terminal, the master goes to the console socket (SCM_RIGHTS).
+fn setup_terminal(console_fd: i32, process: &oci_spec::runtime::Process) -> Result<()> {
+    // SAFETY: the descriptor was placed for us by the parent.
+    let console = unsafe { OwnedFd::from_raw_fd(console_fd) };
+    let master = sys::open(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY, 0).context("open /dev/ptmx")?;
+    let mut n: libc::c_int = 0;
+    let mut unlock: libc::c_int = 0;
+    // SAFETY: ioctls on our pty master with valid pointers.
+    unsafe {
+        cvt(libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock)).context("unlockpt")?;
+        cvt(libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n)).context("ptsname")?;
+    }
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize { ws_row: size.height() as u16, ws_col: size.width() as u16, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: valid winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    let slave_path = format!("/dev/pts/{n}");
+    let slave = sys::open(Path::new(&slave_path), libc::O_RDWR | libc::O_NOCTTY, 0).with_context(|| format!("open {slave_path}"))?;
+    send_fd(&console, &master, "/dev/ptmx").context("send the pty master to the console socket")?;
+    drop(master);
+    drop(console);
+    // SAFETY: plain syscalls on descriptors we own.
+    unsafe {
+        cvt(libc::setsid()).context("setsid")?;
+        cvt(libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0)).context("TIOCSCTTY")?;
+        for target in 0..3 {
+            cvt(libc::dup2(slave.as_raw_fd(), target)).context("dup2 the pty slave")?;
+        }
+    }
+    Ok(())
+}
+
+fn send_fd(socket: &OwnedFd, fd: &OwnedFd, name: &str) -> std::io::Result<()> {
+    let mut data = name.as_bytes().to_vec();
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg points at valid buffers of the declared sizes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
+        if libc::sendmsg(socket.as_raw_fd(), &msg, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -56,6 +56,10 @@ pub enum Stdio {
     Files { stdout: PathBuf, stderr: PathBuf },
     /// Given descriptors (pipes, a pty...).
     Fds { stdin: Option<OwnedFd>, stdout: OwnedFd, stderr: OwnedFd },
+    /// A new pty (process.terminal): the container gets the slave as its
+    /// controlling terminal; the master is sent over this connected unix
+    /// socket (runc's `--console-socket` protocol: SCM_RIGHTS, one fd).
+    Terminal { console_socket: OwnedFd },
 }
 
 /// How a container process ended.

@@ -48,15 +48,23 @@ impl NativeExecutor {
         self
     }
 
-    fn spawn_helper(&self, stdio: Stdio) -> anyhow::Result<(Child, SyncSocket)> {
+    /// Spawns the init helper: the sync socket lands on fd 3+N (after the
+    /// preserved descriptors), a console socket right after it. Returns the
+    /// console socket's number in the helper.
+    fn spawn_helper(&self, stdio: Stdio) -> anyhow::Result<(Child, SyncSocket, Option<i32>)> {
         let (parent, child) = SyncSocket::pair().context("socketpair")?;
         let keep = self.preserve_fds as i32;
         let sync_fd = 3 + keep;
         let mut cmd = Command::new(&self.init_binary);
         cmd.arg(INIT_ARG).env(INIT_FD_ENV, sync_fd.to_string());
         let null = || std::process::Stdio::null();
+        let mut console: Option<std::os::fd::OwnedFd> = None;
         match stdio {
             Stdio::Inherit => {}
+            Stdio::Terminal { console_socket } => {
+                cmd.stdin(null()).stdout(null()).stderr(null());
+                console = Some(console_socket);
+            }
             Stdio::Null => {
                 cmd.stdin(null()).stdout(null()).stderr(null());
             }
@@ -72,15 +80,22 @@ impl NativeExecutor {
             }
         }
         let src = child.0.as_raw_fd();
+        let console_src = console.as_ref().map_or(-1, |c| c.as_raw_fd());
+        let console_fd = sync_fd + 1;
         // SAFETY: the closure only calls fcntl/dup2 (async-signal-safe) and
         // allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 // Preserved descriptors 3..3+keep are already in place (not
                 // close-on-exec in the caller: that is the caller's contract).
-                if src == sync_fd {
-                    sys::set_cloexec(src, false)?;
-                } else if libc::dup2(src, sync_fd) < 0 {
+                // Sources are first moved above every target, so no dup2 clobbers another source.
+                let high = |fd: i32| {
+                    let r = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000);
+                    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
+                };
+                let s = high(src)?;
+                let c = if console_src >= 0 { high(console_src)? } else { -1 };
+                if libc::dup2(s, sync_fd) < 0 || (c >= 0 && libc::dup2(c, console_fd) < 0) {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -88,7 +103,8 @@ impl NativeExecutor {
         };
         let proc_ = cmd.spawn().with_context(|| format!("spawn the init helper {}", self.init_binary.display()))?;
         drop(child);
-        Ok((proc_, parent))
+        drop(console);
+        Ok((proc_, parent, (console_src >= 0).then_some(console_fd)))
     }
 
     fn record(&self, id: &str) -> Result<Record> {
@@ -250,7 +266,8 @@ impl NativeExecutor {
             console_fd: None,
         };
         crate::become_subreaper()?;
-        let (child, sock) = self.spawn_helper(stdio)?;
+        let (child, sock, console_fd) = self.spawn_helper(stdio)?;
+        let cfg = InitConfig { console_fd, ..cfg };
         let helper_pid = child.id();
         cleanup.helper = Some(child);
         sock.send(&Msg::Config(serde_json::to_vec(&cfg)?)).context("send the configuration")?;
@@ -458,7 +475,8 @@ impl Executor for NativeExecutor {
             console_fd: None,
         };
         crate::become_subreaper()?;
-        let (mut child, sock) = self.spawn_helper(stdio)?;
+        let (mut child, sock, console_fd) = self.spawn_helper(stdio)?;
+        let cfg = InitConfig { console_fd, ..cfg };
         sock.send(&Msg::Config(serde_json::to_vec(&cfg).context("encode")?)).context("send the configuration")?;
         let mut pid = 0;
         let result: anyhow::Result<()> = (|| loop {

@@ -133,6 +133,7 @@ impl OciRuntimeExecutor {
                 let open = |p: &Path| std::fs::OpenOptions::new().create(true).append(true).open(p);
                 cmd.stdin(null()).stdout(open(&stdout)?).stderr(open(&stderr)?);
             }
+            Stdio::Terminal { .. } => bail!("{}: terminals are not supported through this executor", self.name),
             Stdio::Fds { stdin, stdout, stderr } => {
                 cmd.stdin(stdin.map_or_else(null, std::process::Stdio::from));
                 cmd.stdout(std::process::Stdio::from(stdout)).stderr(std::process::Stdio::from(stderr));
@@ -268,6 +269,7 @@ impl Executor for OciRuntimeExecutor {
                 let open = |p: &Path| std::fs::OpenOptions::new().create(true).append(true).open(p);
                 cmd.stdin(std::process::Stdio::null()).stdout(open(&stdout).context("log")?).stderr(open(&stderr).context("log")?);
             }
+            Stdio::Terminal { .. } => return Err(anyhow!("{}: terminals are not supported through this executor", self.name).into()),
             Stdio::Fds { stdin, stdout, stderr } => {
                 cmd.stdin(stdin.map_or_else(std::process::Stdio::null, std::process::Stdio::from));
                 cmd.stdout(std::process::Stdio::from(stdout)).stderr(std::process::Stdio::from(stderr));

@@ -373,3 +373,47 @@ fn snapshot_overlay_mounts_as_the_root_and_writes_land_in_upper() {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mi.contains(upper.to_str().unwrap()), "the overlay lived only in the container's mount namespace");
 }
+
+/// Receives one descriptor sent with SCM_RIGHTS.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut data = [0u8; 64];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let space = unsafe { libc::CMSG_SPACE(4) } as usize;
+    let mut cbuf = vec![0u8; space];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: valid buffers.
+    unsafe {
+        assert!(libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) > 0);
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null() && (*cmsg).cmsg_type == libc::SCM_RIGHTS);
+        std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()))
+    }
+}
+
+#[test]
+fn terminal_master_goes_to_the_console_socket() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let id = unique("tty");
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut s = spec("tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; stty size");
+    let p = s.process_mut().as_mut().unwrap();
+    p.set_terminal(Some(true));
+    p.set_console_size(Some(serde_json::from_value(serde_json::json!({"height": 33, "width": 101})).unwrap()));
+    ex.create(&id, &e.bundle(s), Stdio::Terminal { console_socket: theirs.into() }).unwrap();
+    let master = std::fs::File::from(recv_fd(&ours));
+    ex.start(&id).unwrap();
+    assert_eq!(ex.wait(&id).unwrap(), ExitStatus::Exited(0));
+    let mut out = Vec::new();
+    // Reading the master after the slave side closed ends with EIO.
+    let _ = std::io::Read::read_to_end(&mut &master, &mut out);
+    let text = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(text.contains("/dev/pts/0") && text.contains("both-ttys") && text.contains("33 101"), "{text:?}");
+    ex.delete(&id, false).unwrap();
+}

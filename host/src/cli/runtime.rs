@@ -225,19 +225,31 @@ fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
 }
 
+/// `process.terminal` needs `--console-socket` (and the other way round), as in runc.
+fn console_stdio(terminal: bool, socket: Option<&Path>) -> anyhow::Result<Stdio> {
+    match (terminal, socket) {
+        (false, None) => Ok(Stdio::Inherit),
+        (true, Some(path)) => {
+            let s = std::os::unix::net::UnixStream::connect(path).with_context(|| format!("connect to the console socket {}", path.display()))?;
+            Ok(Stdio::Terminal { console_socket: s.into() })
+        }
+        (true, None) => bail!("process.terminal is set: --console-socket is required"),
+        (false, Some(_)) => bail!("--console-socket given but process.terminal is not set"),
+    }
+}
+
 fn create(global: &GlobalArgs, a: &CreateArgs) -> anyhow::Result<(NativeExecutor, i32)> {
     let bundle_dir = std::fs::canonicalize(&a.bundle).with_context(|| format!("bundle {}", a.bundle.display()))?;
     let mut spec = Spec::load(bundle_dir.join("config.json")).with_context(|| format!("read {}/config.json", bundle_dir.display()))?;
     apply_spec_plugins(global, &a.id, &mut spec)?;
-    if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) || a.console_socket.is_some() {
-        bail!("process.terminal / --console-socket: terminals are not supported by berth's executor yet");
-    }
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let stdio = console_stdio(terminal, a.console_socket.as_deref())?;
     let root = spec.root().as_ref().context("config.json has no root")?.path().clone();
     let mut ex = executor(global);
     ex.no_pivot = a.no_pivot;
     ex.preserve_fds = a.preserve_fds;
     let bundle = Bundle { dir: bundle_dir.clone(), spec, rootfs: Rootfs::Path(bundle_dir.join(root)) };
-    let pid = ex.create(&a.id, &bundle, Stdio::Inherit)?;
+    let pid = ex.create(&a.id, &bundle, stdio)?;
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid)?;
     }
@@ -278,9 +290,6 @@ fn run(global: &GlobalArgs, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(status?.code() as u8));
         }
         RuntimeCommand::Exec { process, detach, pid_file, console_socket, cwd, env, tty, user, preserve_fds, id, command } => {
-            if *tty || console_socket.is_some() {
-                bail!("exec --tty: terminals are not supported by berth's executor yet");
-            }
             let mut ex = executor(global);
             ex.preserve_fds = *preserve_fds;
             let rec = berth_runtime::state::load(&ex.root, id)?;
@@ -314,7 +323,11 @@ fn run(global: &GlobalArgs, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
                 user.set_gid(gid.parse().context("--user gid")?);
                 p.set_user(user);
             }
-            let pid = ex.exec(id, &p, Stdio::Inherit)?;
+            if *tty {
+                p.set_terminal(Some(true));
+            }
+            let terminal = p.terminal().unwrap_or(false);
+            let pid = ex.exec(id, &p, console_stdio(terminal, console_socket.as_deref())?)?;
             if let Some(f) = pid_file {
                 write_pid_file(f, pid)?;
             }
