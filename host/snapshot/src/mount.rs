@@ -60,6 +60,11 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
     if m.kind == "bind" {
         flags |= MountFlags::BIND;
     }
+    let idmap = idmap_options(&data);
+    if flags.contains(MountFlags::BIND) && idmap.is_some() {
+        let (uidmap, gidmap) = idmap.unwrap_or_default();
+        return mount_idmapped_bind(Path::new(&m.source), target, &uidmap, &gidmap, readonly);
+    }
     if flags.contains(MountFlags::BIND) {
         rustix::mount::mount(m.source.as_str(), target, "", flags, None)?;
         if readonly {
@@ -77,6 +82,89 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
     }
     let data = CString::new(joined)?;
     rustix::mount::mount(m.source.as_str(), target, m.kind.as_str(), flags, Some(data.as_c_str()))?;
+    Ok(())
+}
+
+/// `uidmap=`/`gidmap=` options (containerd's spelling, `CTR:HOST:SIZE`;
+/// one range each), both or none.
+fn idmap_options(data: &[String]) -> Option<(String, String)> {
+    let uid = data.iter().find_map(|o| o.strip_prefix("uidmap="))?;
+    let gid = data.iter().find_map(|o| o.strip_prefix("gidmap="))?;
+    Some((uid.to_string(), gid.to_string()))
+}
+
+/// `CTR:HOST:SIZE` as a /proc/PID/uid_map line.
+fn map_line(map: &str) -> Result<String> {
+    let parts: Vec<u32> = map.split(':').map(str::parse).collect::<std::result::Result<_, _>>().with_context(|| format!("id map {map:?}"))?;
+    anyhow::ensure!(parts.len() == 3 && parts[2] > 0, "id map {map:?} is not CONTAINER:HOST:SIZE");
+    Ok(format!("{} {} {}\n", parts[0], parts[1], parts[2]))
+}
+
+/// A user namespace with the given maps, as an fd: a short-lived child
+/// unshares it, the maps are written from here (privileged parent).
+fn userns_with_maps(uidmap: &str, gidmap: &str) -> Result<std::os::fd::OwnedFd> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("cat");
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    // SAFETY: unshare is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER).map_err(std::io::Error::from));
+    }
+    let mut child = cmd.spawn().context("starting a child in a new user namespace")?;
+    let result = (|| -> Result<std::os::fd::OwnedFd> {
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        std::fs::write(proc_dir.join("uid_map"), map_line(uidmap)?).context("writing uid_map")?;
+        std::fs::write(proc_dir.join("gid_map"), map_line(gidmap)?).context("writing gid_map")?;
+        let ns = std::fs::File::open(proc_dir.join("ns/user")).context("opening the user namespace")?;
+        Ok(ns.into())
+    })();
+    child.kill().ok();
+    child.wait().ok();
+    result
+}
+
+/// The kernel's `struct mount_attr` (rustix has no mount_setattr).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// An idmapped bind mount: a detached clone of `source`, idmapped with a
+/// user namespace holding the maps, moved onto `target`.
+fn mount_idmapped_bind(source: &Path, target: &Path, uidmap: &str, gidmap: &str, readonly: bool) -> Result<()> {
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    use std::os::fd::AsRawFd;
+    let userns = userns_with_maps(uidmap, gidmap)?;
+    let tree = rustix::mount::open_tree(rustix::fs::CWD, source, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+        .with_context(|| format!("open_tree {}", source.display()))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr(2) reads `attr` (of the size given) and the empty path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("idmapping the mount of {}", source.display()));
+    }
+    rustix::mount::move_mount(&tree, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .with_context(|| format!("attaching the idmapped mount on {}", target.display()))?;
     Ok(())
 }
 

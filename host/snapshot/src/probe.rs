@@ -20,6 +20,8 @@ pub struct HostFacts {
     pub fuse_overlayfs_binary: Option<PathBuf>,
     pub dev_fuse: bool,
     pub in_user_namespace: bool,
+    /// An idmapped bind mount of a directory under the root worked.
+    pub idmapped_mounts: bool,
     /// Of the snapshot root (`ext4`, `xfs`, `btrfs`, `tmpfs`, `overlay`...).
     pub filesystem_type: String,
     /// `uname -r`.
@@ -54,6 +56,7 @@ pub fn probe(root: &Path) -> HostFacts {
         fuse_overlayfs_binary: find_binary("fuse-overlayfs"),
         dev_fuse: Path::new("/dev/fuse").exists(),
         in_user_namespace: in_userns,
+        idmapped_mounts: try_idmapped(root).is_ok(),
         filesystem_type: filesystem_type(root),
         kernel_version: rustix::system::uname().release().to_string_lossy().into_owned(),
         snapshotters: crate::SNAPSHOTTERS.iter().map(|s| s.to_string()).collect(),
@@ -102,6 +105,26 @@ fn try_overlay(root: &Path, userxattr: bool) -> Result<()> {
         let visible = merged.join("probe").is_file();
         crate::mount::unmount_all(&merged)?;
         anyhow::ensure!(visible, "a file of the lower dir is not visible through the overlay");
+        Ok(())
+    })();
+    std::fs::remove_dir_all(&dir).ok();
+    result
+}
+
+/// Mounts a directory under `root` idmapped (0 -> 100000) and checks the
+/// owner seen through it.
+fn try_idmapped(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile_dir(root)?;
+    let result = (|| -> Result<()> {
+        std::fs::create_dir(dir.join("src"))?;
+        std::fs::create_dir(dir.join("mnt"))?;
+        let options = vec!["rbind".into(), "ro".into(), "uidmap=0:100000:65536".into(), "gidmap=0:100000:65536".into()];
+        let mount = crate::Mount { kind: "bind".into(), source: dir.join("src").to_string_lossy().into_owned(), options };
+        crate::mount::mount_all(&[mount], &dir.join("mnt"))?;
+        let uid = std::fs::metadata(dir.join("mnt")).map(|m| m.uid());
+        crate::mount::unmount_all(&dir.join("mnt"))?;
+        anyhow::ensure!(uid? == 100_000, "the idmapped mount does not shift owners");
         Ok(())
     })();
     std::fs::remove_dir_all(&dir).ok();

@@ -5,8 +5,13 @@
 //! reused by every container with the same mapping.
 //!
 //! The shift is done with `lchown` through a directory-fd walk that never
-//! follows a symlink (the chown path; idmapped mounts are not used yet).
-//! setuid/setgid bits cleared by chown are restored.
+//! follows a symlink; setuid/setgid bits cleared by chown are restored.
+//!
+//! [`prepare_idmapped`] avoids the copy where the snapshot mounts as one
+//! bind mount (native, or a layer without parents): the bind gets
+//! `uidmap=`/`gidmap=` options and [`crate::mount`] makes it an idmapped
+//! mount; on-disk owners stay unshifted. Overlay chains fall back to the
+//! chown path (idmapping every lower layer is not done here).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -68,6 +73,26 @@ pub fn prepare_remapped(sn: &dyn Snapshotter, key: &str, parent: &str, uid: u32,
 pub fn view_remapped(sn: &dyn Snapshotter, key: &str, parent: &str, uid: u32, gid: u32, labels: Labels) -> Result<Vec<Mount>> {
     let remapped = ensure_remapped(sn, parent, uid, gid)?;
     sn.view(key, Some(&remapped), labels)
+}
+
+/// The container's id range (`0:HOST:SIZE`) mapped by an idmapped mount.
+pub const IDMAP_SIZE: u32 = 65536;
+
+/// An active `key` on `parent` whose owners appear shifted by (uid, gid):
+/// an idmapped bind mount when the snapshot mounts as one bind and the
+/// kernel supports idmapped mounts on the snapshotter's filesystem, else
+/// [`prepare_remapped`] (a chowned `<parent>-<uid>-<gid>` parent).
+pub fn prepare_idmapped(sn: &dyn Snapshotter, key: &str, parent: &str, uid: u32, gid: u32, labels: Labels, idmapped_supported: bool) -> Result<Vec<Mount>> {
+    if idmapped_supported {
+        let mut mounts = sn.prepare(key, Some(parent), labels.clone())?;
+        if mounts.len() == 1 && mounts[0].kind == "bind" {
+            mounts[0].options.push(format!("uidmap=0:{uid}:{IDMAP_SIZE}"));
+            mounts[0].options.push(format!("gidmap=0:{gid}:{IDMAP_SIZE}"));
+            return Ok(mounts);
+        }
+        sn.remove(key)?;
+    }
+    prepare_remapped(sn, key, parent, uid, gid, labels)
 }
 
 fn shift_mounted(mounts: &[Mount], uid: u32, gid: u32) -> Result<()> {

@@ -94,3 +94,36 @@ fn remap_fuse_overlayfs() {
         remap_on("fuse-overlayfs");
     }
 }
+
+/// The idmapped path: no chowned copy, on-disk owners unchanged, owners
+/// shifted through the mount.
+#[test]
+fn idmapped_native() {
+    if !runnable("native") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let facts = berth_snapshot::probe::probe(&dir.path().join("probe"));
+    if !facts.idmapped_mounts {
+        eprintln!("skipping: idmapped mounts unsupported here");
+        return;
+    }
+    let sn = berth_snapshot::open("native", &dir.path().join("root")).unwrap();
+    let mounts = sn.prepare("base-a", None, Labels::new()).unwrap();
+    std::fs::write(Path::new(&mounts[0].source).join("owned"), "x").unwrap();
+    std::os::unix::fs::lchown(Path::new(&mounts[0].source).join("owned"), Some(5), Some(7)).unwrap();
+    sn.commit("base", "base-a", Labels::new()).unwrap();
+    let (uid, gid) = (100_000, 200_000);
+    let mounts = berth_snapshot::remap::prepare_idmapped(sn.as_ref(), "ctr", "base", uid, gid, Labels::new(), true).unwrap();
+    assert!(mounts[0].options.iter().any(|o| o.starts_with("uidmap=")), "{mounts:?}");
+    assert!(matches!(sn.stat(&remapped_name("base", uid, gid)), Err(berth_snapshot::Error::NotFound(_))), "no chowned copy");
+    let on_disk = Path::new(&mounts[0].source).join("owned");
+    let target = dir.path().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    let mounted = Mounted::new(&mounts, &target).unwrap();
+    let seen = std::fs::metadata(mounted.path().join("owned")).unwrap();
+    assert_eq!((seen.uid(), seen.gid()), (uid + 5, gid + 7));
+    mounted.unmount().unwrap();
+    let disk = std::fs::metadata(on_disk).unwrap();
+    assert_eq!((disk.uid(), disk.gid()), (5, 7));
+}
