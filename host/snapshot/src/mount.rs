@@ -77,6 +77,11 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
         flags |= MountFlags::RDONLY;
     }
     let joined = data.join(",");
+    if m.kind == "overlay"
+        && let Some((uidmap, gidmap)) = idmap
+    {
+        return mount_idmapped_overlay(m, target, flags, &data, &uidmap, &gidmap);
+    }
     if m.kind == "overlay" && joined.len() >= options_limit() {
         return mount_compacted(m, target, flags, &data);
     }
@@ -138,9 +143,14 @@ const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 /// An idmapped bind mount: a detached clone of `source`, idmapped with a
 /// user namespace holding the maps, moved onto `target`.
 fn mount_idmapped_bind(source: &Path, target: &Path, uidmap: &str, gidmap: &str, readonly: bool) -> Result<()> {
+    let userns = userns_with_maps(uidmap, gidmap)?;
+    attach_idmapped(source, target, &userns, readonly)
+}
+
+/// Attaches an idmapped clone of `source` on `target`.
+fn attach_idmapped(source: &Path, target: &Path, userns: &std::os::fd::OwnedFd, readonly: bool) -> Result<()> {
     use rustix::mount::{MoveMountFlags, OpenTreeFlags};
     use std::os::fd::AsRawFd;
-    let userns = userns_with_maps(uidmap, gidmap)?;
     let tree = rustix::mount::open_tree(rustix::fs::CWD, source, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
         .with_context(|| format!("open_tree {}", source.display()))?;
     let attr = MountAttr {
@@ -166,6 +176,64 @@ fn mount_idmapped_bind(source: &Path, target: &Path, uidmap: &str, gidmap: &str,
     rustix::mount::move_mount(&tree, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
         .with_context(|| format!("attaching the idmapped mount on {}", target.display()))?;
     Ok(())
+}
+
+/// overlay with idmapped layers (kernel 5.19+): every lower dir, and the
+/// directory holding upperdir and workdir, is attached idmapped under a
+/// temporary directory; the overlay is mounted from those (overlayfs keeps
+/// its own clones of the layers), then the temporary mounts are detached.
+fn mount_idmapped_overlay(m: &Mount, target: &Path, flags: MountFlags, data: &[String], uidmap: &str, gidmap: &str) -> Result<()> {
+    let userns = userns_with_maps(uidmap, gidmap)?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let tmp = std::env::temp_dir().join(format!("berth-idmap-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut attached: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<()> {
+        let mut attach = |source: &Path, name: String| -> Result<PathBuf> {
+            let point = tmp.join(name);
+            std::fs::create_dir(&point)?;
+            attach_idmapped(source, &point, &userns, false)?;
+            attached.push(point.clone());
+            Ok(point)
+        };
+        let upper = data.iter().find_map(|o| o.strip_prefix("upperdir=")).map(Path::new);
+        let work = data.iter().find_map(|o| o.strip_prefix("workdir=")).map(Path::new);
+        let upper_parent = match (upper, work) {
+            (Some(u), Some(w)) if u.parent() == w.parent() && u.parent().is_some() => Some(attach(u.parent().unwrap_or(u), "u".into())?),
+            (None, None) => None,
+            _ => bail!("idmapped overlay: upperdir and workdir must share a parent directory"),
+        };
+        let mut options = Vec::new();
+        for option in data {
+            if option.starts_with("uidmap=") || option.starts_with("gidmap=") {
+                continue;
+            } else if let Some(lower) = option.strip_prefix("lowerdir=") {
+                let mut points = Vec::new();
+                for (i, dir) in lower.split(':').enumerate() {
+                    points.push(attach(Path::new(dir), format!("{i}"))?.to_string_lossy().into_owned());
+                }
+                options.push(format!("lowerdir={}", points.join(":")));
+            } else if let (Some(u), Some(p)) = (option.strip_prefix("upperdir="), &upper_parent) {
+                options.push(format!("upperdir={}", p.join(Path::new(u).file_name().unwrap_or_default()).display()));
+            } else if let (Some(w), Some(p)) = (option.strip_prefix("workdir="), &upper_parent) {
+                options.push(format!("workdir={}", p.join(Path::new(w).file_name().unwrap_or_default()).display()));
+            } else {
+                options.push(option.clone());
+            }
+        }
+        let joined = options.join(",");
+        if joined.len() >= options_limit() {
+            return mount_compacted(m, target, flags, &options);
+        }
+        let data = CString::new(joined)?;
+        rustix::mount::mount(m.source.as_str(), target, m.kind.as_str(), flags, Some(data.as_c_str()))?;
+        Ok(())
+    })();
+    for point in attached.iter().rev() {
+        rustix::mount::unmount(point, UnmountFlags::DETACH).ok();
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    result
 }
 
 /// The longest directory every path is under.

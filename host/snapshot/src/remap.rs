@@ -7,11 +7,11 @@
 //! The shift is done with `lchown` through a directory-fd walk that never
 //! follows a symlink; setuid/setgid bits cleared by chown are restored.
 //!
-//! [`prepare_idmapped`] avoids the copy where the snapshot mounts as one
-//! bind mount (native, or a layer without parents): the bind gets
-//! `uidmap=`/`gidmap=` options and [`crate::mount`] makes it an idmapped
-//! mount; on-disk owners stay unshifted. Overlay chains fall back to the
-//! chown path (idmapping every lower layer is not done here).
+//! [`prepare_idmapped`] avoids the copy where the kernel can: the bind or
+//! overlay mount gets `uidmap=`/`gidmap=` options (containerd 2's
+//! spelling) and [`crate::mount`] makes it an idmapped mount (for overlay,
+//! every layer idmapped); on-disk owners stay unshifted. fuse-overlayfs
+//! falls back to the chown path.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -79,13 +79,13 @@ pub fn view_remapped(sn: &dyn Snapshotter, key: &str, parent: &str, uid: u32, gi
 pub const IDMAP_SIZE: u32 = 65536;
 
 /// An active `key` on `parent` whose owners appear shifted by (uid, gid):
-/// an idmapped bind mount when the snapshot mounts as one bind and the
-/// kernel supports idmapped mounts on the snapshotter's filesystem, else
+/// an idmapped bind or overlay mount when the kernel supports idmapped
+/// mounts on the snapshotter's filesystem, else
 /// [`prepare_remapped`] (a chowned `<parent>-<uid>-<gid>` parent).
 pub fn prepare_idmapped(sn: &dyn Snapshotter, key: &str, parent: &str, uid: u32, gid: u32, labels: Labels, idmapped_supported: bool) -> Result<Vec<Mount>> {
     if idmapped_supported {
         let mut mounts = sn.prepare(key, Some(parent), labels.clone())?;
-        if mounts.len() == 1 && mounts[0].kind == "bind" {
+        if mounts.len() == 1 && (mounts[0].kind == "bind" || mounts[0].kind == "overlay") {
             mounts[0].options.push(format!("uidmap=0:{uid}:{IDMAP_SIZE}"));
             mounts[0].options.push(format!("gidmap=0:{gid}:{IDMAP_SIZE}"));
             return Ok(mounts);

@@ -97,9 +97,8 @@ fn remap_fuse_overlayfs() {
 
 /// The idmapped path: no chowned copy, on-disk owners unchanged, owners
 /// shifted through the mount.
-#[test]
-fn idmapped_native() {
-    if !runnable("native") {
+fn idmapped_on(name: &str) {
+    if !runnable(name) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -108,16 +107,19 @@ fn idmapped_native() {
         eprintln!("skipping: idmapped mounts unsupported here");
         return;
     }
-    let sn = berth_snapshot::open("native", &dir.path().join("root")).unwrap();
+    let sn = berth_snapshot::open(name, &dir.path().join("root")).unwrap();
     let mounts = sn.prepare("base-a", None, Labels::new()).unwrap();
-    std::fs::write(Path::new(&mounts[0].source).join("owned"), "x").unwrap();
-    std::os::unix::fs::lchown(Path::new(&mounts[0].source).join("owned"), Some(5), Some(7)).unwrap();
-    sn.commit("base", "base-a", Labels::new()).unwrap();
+    let on_disk = Path::new(&mounts[0].source).join("owned");
+    std::fs::write(&on_disk, "x").unwrap();
+    std::os::unix::fs::lchown(&on_disk, Some(5), Some(7)).unwrap();
+    sn.commit("base0", "base-a", Labels::new()).unwrap();
+    // A second layer, so that overlay stacks two lower dirs.
+    sn.prepare("base-b", Some("base0"), Labels::new()).unwrap();
+    sn.commit("base", "base-b", Labels::new()).unwrap();
     let (uid, gid) = (100_000, 200_000);
     let mounts = berth_snapshot::remap::prepare_idmapped(sn.as_ref(), "ctr", "base", uid, gid, Labels::new(), true).unwrap();
     assert!(mounts[0].options.iter().any(|o| o.starts_with("uidmap=")), "{mounts:?}");
     assert!(matches!(sn.stat(&remapped_name("base", uid, gid)), Err(berth_snapshot::Error::NotFound(_))), "no chowned copy");
-    let on_disk = Path::new(&mounts[0].source).join("owned");
     let target = dir.path().join("mnt");
     std::fs::create_dir(&target).unwrap();
     let mounted = Mounted::new(&mounts, &target).unwrap();
@@ -126,4 +128,14 @@ fn idmapped_native() {
     mounted.unmount().unwrap();
     let disk = std::fs::metadata(on_disk).unwrap();
     assert_eq!((disk.uid(), disk.gid()), (5, 7));
+}
+
+#[test]
+fn idmapped_native() {
+    idmapped_on("native");
+}
+
+#[test]
+fn idmapped_overlayfs() {
+    idmapped_on("overlayfs");
 }
