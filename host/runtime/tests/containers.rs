@@ -417,3 +417,33 @@ fn terminal_master_goes_to_the_console_socket() {
     assert!(text.contains("/dev/pts/0") && text.contains("both-ttys") && text.contains("33 101"), "{text:?}");
     ex.delete(&id, false).unwrap();
 }
+
+#[test]
+fn sysctls_no_pivot_and_cgroup_namespace() {
+    require_root!();
+    let e = env();
+    let mut ex = e.native();
+    ex.no_pivot = true;
+    let mut s = spec("cat /proc/sys/net/ipv4/ip_forward; cat /proc/self/cgroup | grep -c ':/$'; cat /proc/self/cgroup | wc -l");
+    let mut linux = s.linux().clone().unwrap();
+    linux.set_sysctl(Some([("net.ipv4.ip_forward".to_string(), "1".to_string())].into()));
+    s.set_linux(Some(linux));
+    let r = run(&ex, &e, s).unwrap();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "1", "sysctl applied in the container's network namespace: {r:?}");
+    assert_eq!(lines[1], lines[2], "every hierarchy shows the container's cgroup as its root: {r:?}");
+}
+
+#[test]
+fn a_missing_executable_fails_create_with_its_name_and_cleans_up() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let mut s = spec("true");
+    s.process_mut().as_mut().unwrap().set_args(Some(vec!["no-such-program".into()]));
+    let id = unique("missing");
+    let err = format!("{:#}", ex.create(&id, &e.bundle(s), Stdio::Null).unwrap_err());
+    assert!(err.contains("no-such-program") && err.contains(&id), "{err}");
+    assert!(!ex.root.join(&id).exists());
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth").join(&id).exists());
+}
