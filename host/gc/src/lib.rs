@@ -158,12 +158,14 @@ impl Policy {
 pub enum Item {
     Blob { digest: String, size: u64 },
     Snapshot { snapshotter: String, key: String, size: u64 },
+    /// A partial download under `<root>/content/ingest`.
+    Partial { path: PathBuf, size: u64 },
 }
 
 impl Item {
     pub fn size(&self) -> u64 {
         match self {
-            Item::Blob { size, .. } | Item::Snapshot { size, .. } => *size,
+            Item::Blob { size, .. } | Item::Snapshot { size, .. } | Item::Partial { size, .. } => *size,
         }
     }
 }
@@ -173,6 +175,7 @@ impl std::fmt::Display for Item {
         match self {
             Item::Blob { digest, size } => write!(f, "content {digest} ({size} bytes)"),
             Item::Snapshot { snapshotter, key, size } => write!(f, "snapshot {snapshotter}/{key} ({size} bytes)"),
+            Item::Partial { path, size } => write!(f, "partial download {} ({size} bytes)", path.display()),
         }
     }
 }
@@ -353,6 +356,36 @@ impl Collector<'_> {
         }
         Ok(report)
     }
+}
+
+/// Partial downloads (`<root>/content/ingest/*.partial`, kept for resuming
+/// a pull) not touched for `older_than`, with their lock files. Call with
+/// [`GcLock::exclusive`] held: no pull is writing then.
+pub fn clean_partials(root: &Path, older_than: Duration, dry_run: bool) -> anyhow::Result<Vec<Item>> {
+    let dir = root.join("content/ingest");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("partial") {
+            continue;
+        }
+        let meta = std::fs::metadata(&path)?;
+        if now.duration_since(meta.modified()?).unwrap_or_default() < older_than {
+            continue;
+        }
+        if !dry_run {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            let _ = std::fs::remove_file(path.with_extension("lock"));
+        }
+        out.push(Item::Partial { path, size: meta.len() });
+    }
+    Ok(out)
 }
 
 /// Digests an index or manifest references.

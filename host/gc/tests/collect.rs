@@ -192,3 +192,23 @@ fn keep_storage_removes_oldest_unreferenced_first_and_only_as_needed() {
     assert_eq!(r.removed, vec![Item::Blob { digest: old, size: 10_000 }]);
     assert!(content.read(&fresh, 1 << 20).unwrap().is_some(), "a blob younger than keep-duration was removed");
 }
+
+#[test]
+fn stale_partial_downloads_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = dir.path().join("content/ingest");
+    std::fs::create_dir_all(&ingest).unwrap();
+    let (old, new) = (ingest.join(format!("{}.partial", "a".repeat(64))), ingest.join(format!("{}.partial", "b".repeat(64))));
+    std::fs::write(&old, b"12345").unwrap();
+    std::fs::write(&new, b"678").unwrap();
+    std::fs::write(old.with_extension("lock"), b"").unwrap();
+    let f = std::fs::File::options().write(true).open(&old).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(2 * 86400)).unwrap();
+    let dry = berth_gc::clean_partials(dir.path(), Duration::from_secs(86400), true).unwrap();
+    assert_eq!(dry.len(), 1);
+    assert!(old.exists());
+    let removed = berth_gc::clean_partials(dir.path(), Duration::from_secs(86400), false).unwrap();
+    assert_eq!(removed.iter().map(Item::size).sum::<u64>(), 5);
+    assert!(!old.exists() && !old.with_extension("lock").exists());
+    assert!(new.exists(), "a recent partial (resumable) was removed");
+}

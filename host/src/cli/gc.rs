@@ -70,7 +70,10 @@ pub fn collect(root: &Path, policy: Policy, dry_run: bool) -> anyhow::Result<Rep
         leases: &leases,
         image_roots,
     };
-    collector.collect(policy, dry_run)
+    let mut report = collector.collect(policy, dry_run)?;
+    // Partial downloads a day old will not be resumed.
+    report.removed.extend(berth_gc::clean_partials(root, std::time::Duration::from_secs(86400), dry_run)?);
+    Ok(report)
 }
 
 /// Automatic GC after adding data: only when `[worker.gc]` is enabled and
