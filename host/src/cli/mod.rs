@@ -10,8 +10,11 @@ use clap::{Parser, Subcommand};
 
 pub mod containerd;
 pub mod image;
+pub mod gc;
 pub mod plugin;
 pub mod plugin_new;
+pub mod pull;
+pub mod run;
 pub mod runtime;
 pub mod snapshot;
 pub mod spec;
@@ -56,6 +59,21 @@ pub enum Command {
     /// Print the config.json a container would get: containerd's default spec,
     /// the image config, then the spec-mutator plugins.
     Spec(spec::SpecArgs),
+    /// Run a container: image, snapshot, spec-mutator plugins, executor.
+    Run(Box<run::RunArgs>),
+    /// List containers.
+    Ps(run::PsArgs),
+    /// Signal a container's init process.
+    Kill(run::KillArgs),
+    /// Remove containers (their snapshot, cgroup and state).
+    Rm(run::RmArgs),
+    /// Print what a detached container wrote.
+    Logs(run::LogsArgs),
+    /// Pull an image from a registry through the source-resolver plugins
+    /// (`berth image pull` once the image command group exists).
+    Pull(Box<pull::PullArgs>),
+    /// Remove content and snapshots nothing references (images, leases, gc.root).
+    Gc(gc::GcArgs),
     /// runc-compatible OCI runtime over berth's executor (for containerd's
     /// shim `BinaryName`, podman `--runtime`); also reachable as a link named `berth-runc`.
     Runtime(runtime::RuntimeArgs),
@@ -84,7 +102,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(command) => plugin::run(&cli.global, command),
         Command::Snapshot(args) => snapshot::run(&cli.global, args),
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run::run(&cli.global, *args),
+        Command::Pull(args) => pull::run(&cli.global, &args),
+        Command::Gc(args) => gc::run(&cli.global, &args),
         Command::Runtime(args) => runtime::main(&cli.global, args),
+        Command::Ps(args) => run::ps(&cli.global, args),
+        Command::Kill(args) => run::kill(&cli.global, args),
+        Command::Rm(args) => run::rm(&cli.global, args),
+        Command::Logs(args) => run::logs(&cli.global, args),
     }
 }
 

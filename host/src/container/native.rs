@@ -1,0 +1,306 @@
+//! The native backend: berth's image store, a snapshotter chosen by the
+//! snapshotter-selector plugin, the spec-mutator chain, and berth's executor
+//! (or runc/crun through the oci-runtime executor).
+//!
+//! A container's snapshot is the active snapshot named by its id on top of
+//! the image's chain; its executor state lives under `<run root>/<id>`; a
+//! small record at `<root>/containers/<id>.json` ties the two together so
+//! `ps`, `kill`, `rm` and `logs` find them from another `berth` process.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use berth_content::{ContentStore, ImageStore, Platform};
+use berth_runtime::{Bundle, Executor, NativeExecutor, OciRuntimeExecutor, Rootfs, Stdio};
+use berth_snapshot::Snapshotter;
+use serde::{Deserialize, Serialize};
+
+use super::{ContainerRequest, Settings};
+use crate::cli::GlobalArgs;
+use crate::cli::run::RunArgs;
+
+/// Where executor state lives (tmpfs: gone at reboot, like runc's).
+pub const RUN_ROOT: &str = "/run/berth";
+
+/// What another `berth` process needs to find a container's parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub image: String,
+    pub snapshotter: String,
+    /// `native`, or the runc/crun binary of the oci-runtime executor.
+    pub executor: String,
+    pub log: Option<PathBuf>,
+}
+
+fn records_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+fn record_path(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
+    berth_runtime::validate_id(id)?;
+    Ok(records_dir(root).join(format!("{id}.json")))
+}
+
+fn load_record(root: &Path, id: &str) -> anyhow::Result<ContainerRecord> {
+    let path = record_path(root, id)?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("container {id}: no such container under {}", root.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The executor named in a record or a flag.
+fn executor(root: &Path, name: &str) -> anyhow::Result<Box<dyn Executor>> {
+    if name == "native" {
+        return Ok(Box::new(NativeExecutor::new(RUN_ROOT)));
+    }
+    let binary = crate::cli::run::resolve_binary(name)?;
+    let stem = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
+    Ok(Box::new(OciRuntimeExecutor::new(
+        &binary,
+        Path::new(RUN_ROOT).join(format!("oci-{stem}")),
+        root.join("bundles"),
+    )))
+}
+
+/// The snapshotter: `--snapshotter`, else `[worker] snapshotter` unless
+/// `auto`, else the snapshotter-selector plugin's choice on probed facts,
+/// else the first usable one compiled in.
+pub fn choose_snapshotter(settings: &Settings, flag: Option<&str>) -> anyhow::Result<String> {
+    if let Some(name) = flag {
+        return Ok(name.to_string());
+    }
+    if let crate::config::worker::SnapshotterChoice::Named(name) = &settings.config.worker.snapshotter {
+        return Ok(name.clone());
+    }
+    let facts = berth_snapshot::probe::probe(&settings.root.join("snapshots"));
+    if let Some((resolved, selector)) = settings.plugins.selector() {
+        let choice = selector
+            .select(&selector_facts(&facts))
+            .with_context(|| format!("snapshotter-selector plugin `{}`", resolved.name))?;
+        if !facts.snapshotters.contains(&choice.name) {
+            bail!(
+                "snapshotter-selector plugin `{}` chose {:?}, which this berth does not have ({})",
+                resolved.name,
+                choice.name,
+                facts.snapshotters.join(", ")
+            );
+        }
+        tracing::info!(plugin = %resolved.name, snapshotter = %choice.name, reason = %choice.reason, "snapshotter chosen");
+        return Ok(choice.name);
+    }
+    facts
+        .snapshotters
+        .iter()
+        .find(|name| facts.usable(name))
+        .cloned()
+        .context("no snapshotter is usable on this host")
+}
+
+/// The probed facts in the plugin contract's shape.
+pub fn selector_facts(facts: &berth_snapshot::probe::HostFacts) -> berth_plugin::HostFacts {
+    berth_plugin::HostFacts {
+        root: String::new(),
+        filesystem_type: facts.filesystem_type.clone(),
+        kernel_version: facts.kernel_version.clone(),
+        overlay_supported: facts.overlay_supported,
+        overlay_error: facts.overlay_error.clone(),
+        overlay_needs_userxattr: facts.needs_userxattr,
+        fuse_overlayfs_binary: facts.fuse_overlayfs_binary.as_ref().map(|p| p.display().to_string()),
+        dev_fuse: facts.dev_fuse,
+        in_user_namespace: facts.in_user_namespace,
+        idmapped_mounts: facts.idmapped_mounts,
+        available: facts.snapshotters.clone(),
+    }
+}
+
+pub fn open_snapshotter(root: &Path, name: &str) -> anyhow::Result<Arc<dyn Snapshotter>> {
+    let dir = root.join("snapshots").join(name);
+    berth_snapshot::open(name, &dir).with_context(|| format!("opening snapshotter {name} at {}", dir.display()))
+}
+
+pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(global, &args.plugins)?;
+    let root = settings.root.clone();
+    let record_file = record_path(&root, &request.id)?;
+    if record_file.exists() {
+        bail!("container {} already exists (berth rm {} first)", request.id, request.id);
+    }
+    if args.detach {
+        return detach(&settings, args, &request);
+    }
+
+    // Image -> committed chain -> the container's active snapshot.
+    let content = ContentStore::open(&root)?;
+    let images = ImageStore::open(&content);
+    let record = images
+        .get(&request.image)
+        .or_else(|_| images.get(&berth_content::normalize_reference(&request.image)))
+        .with_context(|| format!("image {} is not in berth's store (berth image import/pull it first)", request.image))?;
+    let image = berth_content::resolve_image(&content, &record.target, &Platform::host())?;
+    let snapshotter_name = choose_snapshotter(&settings, args.snapshotter.as_deref())?;
+    let snapshotter = open_snapshotter(&root, &snapshotter_name)?;
+    let chain = unpack(&content, &image, snapshotter.as_ref())
+        .with_context(|| format!("unpacking {} into {snapshotter_name}", request.image))?;
+    let mut labels = berth_snapshot::Labels::new();
+    labels.insert("berth.io/container".into(), request.id.clone());
+    let mounts = snapshotter
+        .prepare(&request.id, chain.as_deref(), labels)
+        .with_context(|| format!("preparing the snapshot of container {}", request.id))?;
+
+    let executor_name = args.runtime.clone().unwrap_or_else(|| "native".to_string());
+    let container = ContainerRecord {
+        id: request.id.clone(),
+        image: request.image.clone(),
+        snapshotter: snapshotter_name.clone(),
+        executor: executor_name.clone(),
+        log: None,
+    };
+    std::fs::create_dir_all(records_dir(&root))?;
+    std::fs::write(&record_file, serde_json::to_vec_pretty(&container)?)?;
+
+    let outcome = (|| -> anyhow::Result<i32> {
+        let assembled = super::assemble_spec(&settings, &request, &image.config, None)?;
+        if args.explain {
+            eprint!("{}", assembled.explanation);
+        }
+        let bundle_dir = root.join("bundles").join(&request.id);
+        std::fs::create_dir_all(&bundle_dir)?;
+        let bundle = Bundle { dir: bundle_dir, spec: assembled.spec, rootfs: Rootfs::Mounts(mounts) };
+        let executor = executor(&root, &executor_name)?;
+        executor.create(&request.id, &bundle, Stdio::Inherit)?;
+        let status = (|| {
+            executor.start(&request.id)?;
+            executor.wait(&request.id)
+        })();
+        if args.rm {
+            executor.delete(&request.id, true)?;
+        }
+        Ok(status?.code())
+    })();
+    if args.rm || outcome.is_err() {
+        remove_parts(&root, snapshotter.as_ref(), &container, outcome.is_err())?;
+    }
+    Ok(crate::cli::run::exit_code(outcome? as u32))
+}
+
+/// `-d`: the same `berth run` in a new session, its output in a log file;
+/// prints the id once the container exists.
+fn detach(settings: &Settings, args: &RunArgs, request: &ContainerRequest) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let log_dir = settings.log_dir();
+    std::fs::create_dir_all(&log_dir)?;
+    let log = log_dir.join(format!("{}.log", request.id));
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+    let mut argv: Vec<String> = std::env::args().skip(1).filter(|a| a != "-d" && a != "--detach").collect();
+    if args.name.is_none() {
+        // The child must use the id printed here.
+        let at = argv.iter().position(|a| a == "run").map(|i| i + 1).unwrap_or(0);
+        argv.insert(at, format!("--name={}", request.id));
+    }
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(&argv).stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
+    command.process_group(0);
+    let mut child = command.spawn().context("starting the detached run")?;
+    let record = record_path(&settings.root, &request.id)?;
+    // Wait until the child wrote the record (the container exists) or died.
+    for _ in 0..600 {
+        if record.exists() {
+            println!("{}", request.id);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the detached run of {} ended before the container existed ({status}); see {}", request.id, log.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    bail!("the detached run of {} did not create the container within 30s; see {}", request.id, log.display())
+}
+
+/// Removes the snapshot and the record of a container (its executor state
+/// is gone already).
+fn remove_parts(root: &Path, snapshotter: &dyn Snapshotter, container: &ContainerRecord, quiet: bool) -> anyhow::Result<()> {
+    match snapshotter.remove(&container.id) {
+        Ok(()) | Err(berth_snapshot::Error::NotFound(_)) => {}
+        Err(err) if quiet => tracing::warn!(id = %container.id, "removing the snapshot: {err}"),
+        Err(err) => return Err(err).with_context(|| format!("removing the snapshot of {}", container.id)),
+    }
+    let _ = std::fs::remove_dir_all(root.join("bundles").join(&container.id));
+    std::fs::remove_file(record_path(root, &container.id)?).ok();
+    Ok(())
+}
+
+fn root_of(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    let (config, _) = crate::config::Config::load(global.config.as_deref())?;
+    Ok(super::root_dir(global, &config))
+}
+
+pub fn ps(global: &GlobalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let root = root_of(global)?;
+    let mut rows = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(records_dir(&root)) {
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_string_lossy().strip_suffix(".json").map(str::to_string) else { continue };
+            let Ok(record) = load_record(&root, &id) else { continue };
+            let state = executor(&root, &record.executor).and_then(|e| Ok(e.state(&id)?));
+            let (status, pid) = match state {
+                Ok(state) => (format!("{:?}", state.status()).to_lowercase(), state.pid().map(|p| p.to_string()).unwrap_or_default()),
+                Err(_) => ("unknown".to_string(), String::new()),
+            };
+            rows.push((id, record.image, status, pid));
+        }
+    }
+    rows.sort();
+    if !quiet {
+        println!("{:<24} {:<40} {:<10} {:<8}", "ID", "IMAGE", "STATUS", "PID");
+    }
+    for (id, image, status, pid) in rows {
+        if quiet {
+            println!("{id}");
+        } else {
+            println!("{id:<24} {image:<40} {status:<10} {pid:<8}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn kill(global: &GlobalArgs, id: &str, signal: i32) -> anyhow::Result<ExitCode> {
+    let root = root_of(global)?;
+    let record = load_record(&root, id)?;
+    executor(&root, &record.executor)?.kill(id, signal, false)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(global: &GlobalArgs, id: &str, force: bool) -> anyhow::Result<()> {
+    let root = root_of(global)?;
+    let record = load_record(&root, id)?;
+    let executor = executor(&root, &record.executor)?;
+    match executor.delete(id, force) {
+        Ok(()) | Err(berth_runtime::Error::NotFound(_)) => {}
+        Err(err) => return Err(err).with_context(|| format!("removing container {id}")),
+    }
+    let snapshotter = open_snapshotter(&root, &record.snapshotter)?;
+    remove_parts(&root, snapshotter.as_ref(), &record, false)
+}
+
+pub fn logs(global: &GlobalArgs, id: &str) -> anyhow::Result<Vec<u8>> {
+    let root = root_of(global)?;
+    load_record(&root, id)?;
+    let log = root.join("logs").join(format!("{id}.log"));
+    match std::fs::read(&log) {
+        Ok(data) => Ok(data),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            bail!("container {id} was not started with -d: its output went to the terminal")
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", log.display())),
+    }
+}
+
+/// The image's layers as committed snapshots; the top one's name (its chain ID).
+fn unpack(content: &ContentStore, image: &berth_content::ResolvedImage, snapshotter: &dyn Snapshotter) -> anyhow::Result<Option<String>> {
+    if image.manifest.layers().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(berth_unpack::unpack_image(content, image, snapshotter, &berth_unpack::UnpackOptions::default())?))
+}
