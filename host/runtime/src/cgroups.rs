@@ -229,15 +229,13 @@ impl CgroupManager for V1 {
             let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
             write(&dir, "pids.max", &v)?;
         }
-        if let Some(dir) = self.dir("devices") {
-            if let Some(rules) = r.devices() {
-                for d in rules {
-                    let file = if d.allow() { "devices.allow" } else { "devices.deny" };
-                    write(&dir, file, &device_rule(d))?;
-                }
-                for rule in default_device_rules() {
-                    write(&dir, "devices.allow", rule)?;
-                }
+        if let (Some(dir), Some(rules)) = (self.dir("devices"), r.devices()) {
+            for d in rules {
+                let file = if d.allow() { "devices.allow" } else { "devices.deny" };
+                write(&dir, file, &device_rule(d))?;
+            }
+            for rule in default_device_rules() {
+                write(&dir, "devices.allow", rule)?;
             }
         }
         Ok(())

@@ -18,10 +18,8 @@ pub fn run(hooks: &[Hook], state_json: &str, stage: &str) -> Result<()> {
 
 fn run_one(h: &Hook, state_json: &str) -> Result<()> {
     let mut cmd = Command::new(h.path());
-    if let Some(args) = h.args() {
-        if let Some((arg0, rest)) = args.split_first() {
-            cmd.arg0(arg0).args(rest);
-        }
+    if let Some((arg0, rest)) = h.args().as_deref().and_then(|a| a.split_first()) {
+        cmd.arg0(arg0).args(rest);
     }
     cmd.env_clear();
     for kv in h.env().iter().flatten() {

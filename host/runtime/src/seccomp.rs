@@ -124,7 +124,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Compiled> {
     file.rewind()?;
     let mut bpf = Vec::new();
     file.read_to_end(&mut bpf)?;
-    if bpf.is_empty() || bpf.len() % 8 != 0 {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) {
         bail!("seccomp: exported program has {} bytes", bpf.len());
     }
     Ok(Compiled { bpf, flags })
@@ -159,7 +159,7 @@ mod tests {
         let a = compile_cached(&p).unwrap();
         let b = compile_cached(&p.clone()).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "second compile of the same profile comes from the cache");
-        assert!(a.bpf.len() > 8 && a.bpf.len() % 8 == 0);
+        assert!(a.bpf.len() > 8 && a.bpf.len().is_multiple_of(8));
     }
 
     #[test]
