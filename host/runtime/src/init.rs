@@ -19,10 +19,14 @@
 //!                                                               close_range, execve
 //! ```
 //!
-//! CVE-2019-5736: the init marks itself non-dumpable, so no container
-//! process can open `/proc/<init>/exe` (the runtime binary) while it runs,
-//! and it execs the container's program itself, so the container's pid 1
-//! `/proc/1/exe` is the container's binary, never the runtime's.
+//! CVE-2019-5736: the helper marks itself non-dumpable before it joins or
+//! forks anything (the init inherits it), so no container process without
+//! CAP_SYS_PTRACE can open `/proc/<pid>/exe` (the runtime binary) while it
+//! runs, and the init execs the container's program itself, so pid 1's
+//! `/proc/1/exe` is the container's binary, never the runtime's. Not done:
+//! runc's sealed memfd copy of the binary (it would copy the ~190 MB `berth`
+//! per container); a container granted CAP_SYS_PTRACE racing `exec` is the
+//! remaining exposure.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -52,6 +56,11 @@ pub fn maybe_run_init() {
 }
 
 fn helper_main() -> ! {
+    // Non-dumpable from the start (inherited by the forked init): no process
+    // in a namespace we join can open /proc/<pid>/exe, the runtime binary
+    // (CVE-2019-5736). execve of the container's program resets it.
+    // SAFETY: prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let fd: i32 = match std::env::var(INIT_FD_ENV).ok().and_then(|v| v.parse().ok()) {
         Some(fd) => fd,
         None => {
@@ -117,8 +126,6 @@ fn helper(sock: &SyncSocket) -> Result<()> {
 enum Never {}
 
 fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
-    // SAFETY: prctl on ourselves.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     sock.expect(&Msg::Go).context("waiting for the cgroup")?;
     let process = cfg.spec.process().clone().context("the spec has no process")?;
     let mut fifo_dir = None;
