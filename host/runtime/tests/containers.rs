@@ -447,3 +447,23 @@ fn a_missing_executable_fails_create_with_its_name_and_cleans_up() {
     assert!(!ex.root.join(&id).exists());
     assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth").join(&id).exists());
 }
+
+#[test]
+fn kill_all_signals_every_process_in_the_cgroup() {
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let id = unique("killall");
+    ex.create(&id, &e.bundle(spec("sleep 100 & sleep 100 & wait")), Stdio::Null).unwrap();
+    ex.start(&id).unwrap();
+    let cg = berth_runtime::cgroups::manager_for(&std::path::Path::new("berth").join(&id)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cg.pids().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "children did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ex.kill(&id, libc::SIGKILL, true).unwrap();
+    assert_eq!(ex.wait(&id).unwrap(), ExitStatus::Signaled(libc::SIGKILL));
+    ex.delete(&id, false).unwrap();
+    assert!(cg.pids().unwrap().is_empty());
+}
