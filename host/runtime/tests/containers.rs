@@ -467,3 +467,24 @@ fn kill_all_signals_every_process_in_the_cgroup() {
     ex.delete(&id, false).unwrap();
     assert!(cg.pids().unwrap().is_empty());
 }
+
+#[test]
+fn the_default_seccomp_profile_compiles_and_lets_a_shell_run() {
+    require_root!();
+    let e = env();
+    let caps: Vec<String> = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN", "CAP_SETUID", "CAP_SETGID", "CAP_FOWNER", "CAP_DAC_OVERRIDE"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let profile = berth_seccomp::default_profile("amd64", &caps);
+    for ex in e.backends() {
+        // unshare(CLONE_NEWUSER) and mount are refused by the default profile without CAP_SYS_ADMIN.
+        let mut s = spec("echo ok; unshare -U true 2>/dev/null && echo UNSHARED; mount -t tmpfs t /tmp 2>/dev/null && echo MOUNTED; true");
+        let mut linux = s.linux().clone().unwrap();
+        linux.set_seccomp(Some(serde_json::from_value(profile.clone()).unwrap()));
+        s.set_linux(Some(linux));
+        let r = run(&*ex, &e, s).unwrap();
+        assert_eq!(r.stdout, "ok\n", "{}: {r:?}", ex.name());
+        assert_eq!(r.status, ExitStatus::Exited(0));
+    }
+}
