@@ -205,6 +205,8 @@ pub struct Collector<'a> {
     pub leases: &'a LeaseStore,
     /// Digests of the image store's targets.
     pub image_roots: Vec<String>,
+    /// Snapshots in use that no lease names (e.g. a container record's).
+    pub pinned_snapshots: Vec<SnapshotRef>,
 }
 
 struct SnapState {
@@ -276,10 +278,8 @@ impl Collector<'_> {
                 sstack.push((sn.clone(), key.clone()));
             }
         }
-        for l in &leases {
-            for r in &l.snapshots {
-                sstack.push((r.snapshotter.clone(), r.key.clone()));
-            }
+        for r in leases.iter().flat_map(|l| l.snapshots.iter()).chain(&self.pinned_snapshots) {
+            sstack.push((r.snapshotter.clone(), r.key.clone()));
         }
         while let Some(k) = sstack.pop() {
             if !kept_snaps.insert(k.clone()) {

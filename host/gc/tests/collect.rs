@@ -118,6 +118,7 @@ fn running_container_and_images_survive_gc() {
         snapshotters: vec![("native".into(), sn.as_ref())],
         leases: &leases,
         image_roots: vec![kept.index.clone()],
+        pinned_snapshots: vec![],
     };
     let _lock = GcLock::exclusive(root).unwrap();
 
@@ -176,7 +177,7 @@ fn keep_storage_removes_oldest_unreferenced_first_and_only_as_needed() {
     age(root, &older, Duration::from_secs(3 * 86400));
     age(root, &old, Duration::from_secs(2 * 86400));
     let content = BlobDir::new(root);
-    let collector = Collector { content: &content, snapshotters: vec![], leases: &leases, image_roots: vec![kept.index] };
+    let collector = Collector { content: &content, snapshotters: vec![], leases: &leases, image_roots: vec![kept.index], pinned_snapshots: vec![] };
     let usage = collector.collect(Policy { keep_storage: Some(u64::MAX), keep_duration: None }, true).unwrap().usage_before;
 
     // Under the limit: nothing.

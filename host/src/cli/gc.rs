@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use berth_content::{ContentStore, ImageStore};
-use berth_gc::{BlobDir, Collector, GcLock, LeaseStore, Policy, Report};
+use berth_gc::{BlobDir, Collector, GcLock, LeaseStore, Policy, Report, SnapshotRef};
 
 use super::GlobalArgs;
 use crate::config::Config;
@@ -58,8 +58,13 @@ pub fn collect(root: &Path, policy: Policy, dry_run: bool) -> anyhow::Result<Rep
     let mut opened = Vec::new();
     for name in berth_snapshot::SNAPSHOTTERS {
         if root.join("snapshots").join(name).is_dir() {
-            let sn = crate::container::native::open_snapshotter(root, name)?;
-            opened.push((name.to_string(), sn));
+            // Skipping a snapshotter never removes anything: its snapshots
+            // wait for the next collection (its metadata may be held open by
+            // another berth process, e.g. a detached container's monitor).
+            match crate::container::native::open_snapshotter(root, name) {
+                Ok(sn) => opened.push((name.to_string(), sn)),
+                Err(e) => eprintln!("berth gc: snapshotter {name} skipped (its snapshots are kept): {e:#}"),
+            }
         }
     }
     let leases = LeaseStore::open(root)?;
@@ -69,11 +74,41 @@ pub fn collect(root: &Path, policy: Policy, dry_run: bool) -> anyhow::Result<Rep
         snapshotters: opened.iter().map(|(n, s)| (n.clone(), s.as_ref())).collect(),
         leases: &leases,
         image_roots,
+        pinned_snapshots: container_snapshots(root)?,
     };
     let mut report = collector.collect(policy, dry_run)?;
     // Partial downloads a day old will not be resumed.
     report.removed.extend(berth_gc::clean_partials(root, std::time::Duration::from_secs(86400), dry_run)?);
     Ok(report)
+}
+
+/// The active snapshot of every container berth has a record of
+/// (`<root>/containers/<id>.json`; the snapshot's key is the container id),
+/// running or not: it is removed with `berth rm`, never by GC.
+fn container_snapshots(root: &Path) -> anyhow::Result<Vec<SnapshotRef>> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        id: String,
+        snapshotter: String,
+    }
+    let dir = root.join("containers");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        // A record GC cannot read stops it: better keep everything than guess.
+        let r: Record = serde_json::from_str(&text).with_context(|| format!("invalid container record {}", path.display()))?;
+        out.push(SnapshotRef { snapshotter: r.snapshotter, key: r.id });
+    }
+    Ok(out)
 }
 
 /// Automatic GC after adding data: only when `[worker.gc]` is enabled and
