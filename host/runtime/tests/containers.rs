@@ -276,21 +276,22 @@ fn no_descriptor_leaks_into_the_container() {
 fn exec_joins_a_running_container() {
     require_root!();
     let e = env();
-    let ex = e.native();
-    let id = unique("exec");
-    ex.create(&id, &e.bundle(spec("sleep 100")), Stdio::Null).unwrap();
-    ex.start(&id).unwrap();
-    let init_pid = ex.state(&id).unwrap().pid().unwrap();
-    let out = e.tmp.path().join("exec.out");
-    let mut p = spec("hostname; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9]'").process().clone().unwrap();
-    p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), "hostname; readlink /proc/self/ns/pid; exit 3".into()]));
-    let pid = ex.exec(&id, &p, Stdio::Files { stdout: out.clone(), stderr: e.tmp.path().join("exec.err") }).unwrap();
-    assert_eq!(ex.wait_exec(pid).unwrap(), ExitStatus::Exited(3));
-    let text = std::fs::read_to_string(&out).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "berth-test");
-    assert_eq!(lines[1], std::fs::read_link(format!("/proc/{init_pid}/ns/pid")).unwrap().to_string_lossy());
-    ex.delete(&id, true).unwrap();
+    for ex in e.backends() {
+        let id = unique("exec");
+        ex.create(&id, &e.bundle(spec("sleep 100")), Stdio::Null).unwrap();
+        ex.start(&id).unwrap();
+        let init_pid = ex.state(&id).unwrap().pid().unwrap();
+        let out = e.tmp.path().join(format!("{id}.exec.out"));
+        let mut p = spec("").process().clone().unwrap();
+        p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), "hostname; readlink /proc/self/ns/pid; exit 3".into()]));
+        let pid = ex.exec(&id, &p, Stdio::Files { stdout: out.clone(), stderr: e.tmp.path().join(format!("{id}.exec.err")) }).unwrap();
+        assert_eq!(ex.wait_exec(pid).unwrap(), ExitStatus::Exited(3), "{}", ex.name());
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "berth-test", "{}", ex.name());
+        assert_eq!(lines[1], std::fs::read_link(format!("/proc/{init_pid}/ns/pid")).unwrap().to_string_lossy(), "{}", ex.name());
+        ex.delete(&id, true).unwrap();
+    }
 }
 
 #[test]
