@@ -50,10 +50,10 @@ fn resolve(store: &ContentStore, target: &Descriptor, platform: &Platform, depth
             match desc.platform() {
                 Some(p) => {
                     let score = platform.score(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref());
-                    if let Some(score) = score {
-                        if best.is_none_or(|(b, _)| score > b) {
-                            best = Some((score, desc));
-                        }
+                    if let Some(score) = score
+                        && best.is_none_or(|(b, _)| score > b)
+                    {
+                        best = Some((score, desc));
                     }
                 }
                 None => untagged.push(desc),

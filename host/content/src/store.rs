@@ -125,17 +125,17 @@ impl ContentStore {
     /// nothing is left behind. An already present blob is not read again.
     pub fn ingest(&self, reader: &mut dyn Read, digest: &str, size: Option<u64>) -> Result<Ingested> {
         digest_hex(digest)?;
-        if let Ok(have) = self.size(digest) {
-            if size.is_none_or(|s| s == have) {
-                return Ok(Ingested { digest: digest.to_string(), size: have, written: false });
-            }
+        if let Ok(have) = self.size(digest)
+            && size.is_none_or(|s| s == have)
+        {
+            return Ok(Ingested { digest: digest.to_string(), size: have, written: false });
         }
         let limit = size.map(|s| s + 1);
         let written = self.write_temp(reader, limit, |actual, n| {
-            if let Some(expected) = size {
-                if n != expected {
-                    return Err(Error::SizeMismatch { digest: digest.to_string(), expected, actual: n });
-                }
+            if let Some(expected) = size
+                && n != expected
+            {
+                return Err(Error::SizeMismatch { digest: digest.to_string(), expected, actual: n });
             }
             if actual != digest {
                 return Err(Error::DigestMismatch { digest: digest.to_string(), actual: actual.to_string(), size: n });

@@ -324,10 +324,10 @@ impl<'a> Applier<'a> {
     /// made (0755 root-owned, or as in the nearest lower layer); else
     /// `None` when it does not exist.
     fn parent(&mut self, components: &[Vec<u8>], create: bool) -> Result<Option<OwnedFd>> {
-        if let Some((cached, fd)) = &self.cache {
-            if cached.as_slice() == components {
-                return Ok(Some(fd.try_clone()?));
-            }
+        if let Some((cached, fd)) = &self.cache
+            && cached.as_slice() == components
+        {
+            return Ok(Some(fd.try_clone()?));
         }
         let fd = match self.root.open_dir(components) {
             Ok(fd) => fd,
@@ -372,8 +372,8 @@ impl<'a> Applier<'a> {
                         rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777))?;
                         let t = |s: i64, n: i64| Timespec { tv_sec: s, tv_nsec: n as _ };
                         let times = Timestamps {
-                            last_access: t(st.st_atime as i64, st.st_atime_nsec as i64),
-                            last_modification: t(st.st_mtime as i64, st.st_mtime_nsec as i64),
+                            last_access: t(st.st_atime, st.st_atime_nsec as i64),
+                            last_modification: t(st.st_mtime, st.st_mtime_nsec as i64),
                         };
                         self.dirs.push((components[..i].to_vec(), times));
                     }
