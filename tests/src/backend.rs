@@ -65,8 +65,18 @@ pub trait RunningBackend: Send + Sync {
 /// `RuntimeSelection::runc_binary(<berth runtime CLI>)`) join once those
 /// pieces are in the tree; the native and runc/crun backends with the executor.
 pub fn registry() -> Vec<Box<dyn Backend>> {
-    use crate::containerd_backend::{ContainerdTestBackend, berth_cli};
-    vec![Box::new(ContainerdTestBackend::plain()), Box::new(ContainerdTestBackend::with_berth_snapshotter(berth_cli(), "overlayfs"))]
+    use crate::containerd_backend::{ContainerdTestBackend, berth_cli, berth_runc_link};
+    use crate::native_backend::NativeTestBackend;
+    vec![
+        Box::new(NativeTestBackend::native("overlayfs")),
+        Box::new(NativeTestBackend::native("native")),
+        Box::new(NativeTestBackend::native("fuse-overlayfs")),
+        Box::new(NativeTestBackend::oci_runtime("runc")),
+        Box::new(NativeTestBackend::oci_runtime("crun")),
+        Box::new(ContainerdTestBackend::plain()),
+        Box::new(ContainerdTestBackend::with_berth_snapshotter(berth_cli(), "overlayfs")),
+        Box::new(ContainerdTestBackend::with_berth_runtime(berth_runc_link())),
+    ]
 }
 
 /// The backends `BERTH_TEST_BACKENDS` (comma-separated names) selects from

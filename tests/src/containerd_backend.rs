@@ -127,6 +127,22 @@ pub fn berth_cli() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth"))
 }
 
+/// `berth-runc`: a symlink to the berth binary beside it (berth answers
+/// runc's command line when called by a name ending in `runc`), what
+/// containerd's shim runs as `BinaryName` in `containerd+berth-runtime`.
+/// Created when missing; the path even when berth itself is missing (the
+/// backend is then skipped for the missing binary).
+pub fn berth_runc_link() -> PathBuf {
+    let berth = berth_cli();
+    let link = berth.with_file_name("berth-runc");
+    if berth.is_file() && std::fs::symlink_metadata(&link).is_err() {
+        if let Err(err) = std::os::unix::fs::symlink("berth", &link) {
+            eprintln!("cannot create {}: {err}", link.display());
+        }
+    }
+    link
+}
+
 impl ContainerdTestBackend {
     /// containerd using berth's snapshotter `snapshotter` through
     /// `berth snapshotter serve` (the `containerd+berth-snapshotter` backend).

@@ -16,5 +16,6 @@ pub mod daemon;
 pub mod image;
 pub mod logs;
 pub mod mounts;
+pub mod native_backend;
 pub mod process;
 pub mod spec;

@@ -112,11 +112,10 @@ impl OciRuntimeExecutor {
                 r
             }
         };
-        let readonly = spec.root().as_ref().and_then(|r| r.readonly());
-        let mut root = RootBuilder::default().path(rootfs);
-        if let Some(ro) = readonly {
-            root = root.readonly(ro);
-        }
+        // Absent means writable (the OCI default); oci-spec's RootBuilder
+        // would otherwise default to readonly.
+        let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+        let root = RootBuilder::default().path(rootfs).readonly(readonly);
         spec.set_root(Some(root.build()?));
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)?;
         crate::become_subreaper()?;

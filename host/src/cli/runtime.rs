@@ -147,9 +147,40 @@ pub enum RuntimeCommand {
     Features,
 }
 
-/// The hook for spec-mutator plugins: changes a bundle's spec before
-/// `create`/`run`. TODO(lead): apply the configured plugin chain here.
-pub fn apply_spec_plugins(_global: &GlobalArgs, _id: &str, _spec: &mut Spec) -> anyhow::Result<()> {
+/// The hook for spec-mutator plugins: the configured chain (`berth.toml`'s
+/// `[[plugin]]` spec-mutators, from `--config`/`BERTH_CONFIG` or
+/// /etc/berth/berth.toml) changes a bundle's spec before `create`/`run`, as it
+/// does for `berth run`. The bundle's annotations are the request's
+/// annotations; `berth.io/opt.KEY=VALUE` annotations are its options (what
+/// `--opt KEY=VALUE` is to `berth run`). Without plugins the spec is left alone.
+pub fn apply_spec_plugins(global: &GlobalArgs, id: &str, spec: &mut Spec) -> anyhow::Result<()> {
+    let (config, config_path) = crate::config::Config::load(global.config.as_deref())?;
+    if config.plugins.is_empty() {
+        return Ok(());
+    }
+    let storage_root = config.worker.root_dir(None);
+    let plugins = crate::container::plugins::LoadedPlugins::load(
+        &config,
+        config_path.as_deref(),
+        &crate::config::plugins::PluginFlags::default(),
+        &storage_root,
+    )?;
+    let chain = plugins.spec_chain()?;
+    if chain.is_empty() {
+        return Ok(());
+    }
+    let annotations: Vec<(String, String)> =
+        spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let options = annotations
+        .iter()
+        .filter_map(|(key, value)| key.strip_prefix("berth.io/opt.").map(|k| (k.to_string(), value.clone())))
+        .collect();
+    let request = berth_spec::Request { id: id.to_string(), options, annotations, ..Default::default() };
+    let mut explanation = berth_spec::Explanation::default();
+    let changed = berth_spec::apply_chain(spec.clone(), &request, &chain, &crate::container::spec_host_facts(), &mut explanation)
+        .with_context(|| format!("applying the spec-mutator plugins to container {id}"))?;
+    tracing::info!(id, "spec-mutator plugins applied:\n{explanation}");
+    *spec = changed;
     Ok(())
 }
 
