@@ -187,7 +187,7 @@ fn gc_keeps_a_running_containers_snapshot() {
     )
     .unwrap();
     let root = dir.path().join("root");
-    ok(&root, &config, &["pull", "-q", &image]);
+    ok(&root, &config, &["image", "pull", "-q", &image]);
     let id = ok(&root, &config, &["run", "-d", "--snapshotter", "native", &image, "sleep", "300"]).trim().to_string();
     let cleanup = scopeguard(&root, &config, &id);
     let deadline = Instant::now() + Duration::from_secs(20);

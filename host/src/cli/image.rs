@@ -26,6 +26,8 @@ pub enum ImageCommand {
     Rm(RmArgs),
     /// Unpack an image into a directory (`--dest`) or a snapshotter's snapshots.
     Unpack(UnpackArgs),
+    /// Pull an image from a registry (sources from the source-resolver plugins).
+    Pull(Box<super::pull::PullArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,11 +85,16 @@ pub struct UnpackArgs {
 }
 
 pub fn run(global: &GlobalArgs, command: ImageCommand) -> anyhow::Result<ExitCode> {
+    // Pull reads berth.toml (plugins, [worker]) itself.
+    if let ImageCommand::Pull(args) = command {
+        return super::pull::run(global, &args);
+    }
     let root = global.root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
     let content = ContentStore::open(&root).with_context(|| format!("content store under {}", root.display()))?;
     let images = ImageStore::open(&content);
     match command {
         ImageCommand::Import(args) => import(&root, &content, &images, args),
+        ImageCommand::Pull(_) => unreachable!("handled above"),
         ImageCommand::Ls(args) => ls(&content, &images, args),
         ImageCommand::Inspect(args) => inspect(&content, &images, args),
         ImageCommand::Rm(args) => {

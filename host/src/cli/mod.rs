@@ -69,9 +69,6 @@ pub enum Command {
     Rm(run::RmArgs),
     /// Print what a detached container wrote.
     Logs(run::LogsArgs),
-    /// Pull an image from a registry through the source-resolver plugins
-    /// (`berth image pull` once the image command group exists).
-    Pull(Box<pull::PullArgs>),
     /// Remove content and snapshots nothing references (images, leases, gc.root).
     Gc(gc::GcArgs),
     /// runc-compatible OCI runtime over berth's executor (for containerd's
@@ -103,7 +100,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(args) => snapshot::run(&cli.global, args),
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(&cli.global, *args),
-        Command::Pull(args) => pull::run(&cli.global, &args),
         Command::Gc(args) => gc::run(&cli.global, &args),
         Command::Runtime(args) => runtime::main(&cli.global, args),
         Command::Ps(args) => run::ps(&cli.global, args),
