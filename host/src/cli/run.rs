@@ -69,6 +69,7 @@ pub struct RunArgs {
     /// Print which plugin changed which spec field before running.
     #[arg(long)]
     pub explain: bool,
+
     #[command(flatten)]
     pub plugins: crate::cli::plugin::PluginFlags,
     /// The image (a name in berth's store, or containerd's with `--backend containerd`).
@@ -115,8 +116,20 @@ pub struct LogsArgs {
     pub id: String,
 }
 
-pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let id = args.name.clone().unwrap_or_else(container::random_id);
+/// Set in the environment of the detached `berth run` that `-d` starts: the
+/// id the parent printed. The child runs in the foreground as that id.
+const DETACHED_ID_ENV: &str = "BERTH_DETACHED_ID";
+/// Set with it for containerd: where the child relays the task's output.
+const DETACHED_LOG_DIR_ENV: &str = "BERTH_DETACHED_LOG_DIR";
+
+pub fn run(global: &GlobalArgs, mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    let detached_id = std::env::var(DETACHED_ID_ENV).ok();
+    if detached_id.is_some() {
+        // SAFETY: single-threaded here; nothing else reads the environment yet.
+        unsafe { std::env::remove_var(DETACHED_ID_ENV) };
+        args.detach = false;
+    }
+    let id = detached_id.or_else(|| args.name.clone()).unwrap_or_else(container::random_id);
     let request = ContainerRequest {
         id: id.clone(),
         image: args.image.clone(),
@@ -154,13 +167,26 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
         run.runtime = RuntimeSelection::runc_binary(resolve_binary(runtime)?);
     }
     if args.detach {
-        run.stdio = Stdio::LogDir(settings.log_dir());
-        backend.create(&run).await?;
-        backend.start(&request.id).await?;
-        println!("{}", request.id);
-        return Ok(ExitCode::SUCCESS);
+        // The task's output comes through FIFOs someone must read while it
+        // runs: a detached `berth run` of its own does, into the log file.
+        let log_dir = settings.log_dir();
+        let mut child = spawn_detached(&request.id, Some(&log_dir), None)?;
+        for _ in 0..600 {
+            if backend.list().await?.iter().any(|c| c.id == request.id) {
+                println!("{}", request.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("the detached run of {} ended before its container existed ({status})", request.id);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        bail!("the detached run of {} did not create its container within 30s", request.id);
     }
-    run.stdio = Stdio::Inherit;
+    run.stdio = match std::env::var_os(DETACHED_LOG_DIR_ENV) {
+        Some(dir) => Stdio::LogDir(PathBuf::from(dir)),
+        None => Stdio::Inherit,
+    };
     let outcome = backend.run(run).await?;
     Ok(exit_code(outcome.status.code))
 }
@@ -231,6 +257,33 @@ pub fn logs(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<ExitCode> {
     };
     std::io::stdout().write_all(&data)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// This same `berth run` command line again, in a session of its own with
+/// no terminal, told through its environment to run in the foreground as
+/// `id` (and, for containerd, to relay the task's output into `log_dir`):
+/// stdin from /dev/null, stdout/stderr to `log` or /dev/null.
+pub fn spawn_detached(id: &str, log_dir: Option<&std::path::Path>, log: Option<std::fs::File>) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(std::env::args_os().skip(1)).env(DETACHED_ID_ENV, id).stdin(std::process::Stdio::null());
+    if let Some(dir) = log_dir {
+        command.env(DETACHED_LOG_DIR_ENV, dir);
+    }
+    match log {
+        Some(file) => {
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        None => {
+            command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        }
+    }
+    // A session of its own: the terminal's signals do not reach it.
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+    command.spawn().context("starting the detached run")
 }
 
 async fn connect(args: &BackendArgs) -> anyhow::Result<ContainerdBackend> {

@@ -128,7 +128,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         bail!("container {} already exists (berth rm {} first)", request.id, request.id);
     }
     if args.detach {
-        return detach(&settings, args, &request);
+        return detach(&settings, &request);
     }
 
     // Image -> committed chain -> the container's active snapshot.
@@ -197,22 +197,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
 
 /// `-d`: the same `berth run` in a new session, its output in a log file;
 /// prints the id once the container exists.
-fn detach(settings: &Settings, args: &RunArgs, request: &ContainerRequest) -> anyhow::Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
+fn detach(settings: &Settings, request: &ContainerRequest) -> anyhow::Result<ExitCode> {
     let log_dir = settings.log_dir();
     std::fs::create_dir_all(&log_dir)?;
     let log = log_dir.join(format!("{}.log", request.id));
     let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-    let mut argv: Vec<String> = std::env::args().skip(1).filter(|a| a != "-d" && a != "--detach").collect();
-    if args.name.is_none() {
-        // The child must use the id printed here.
-        let at = argv.iter().position(|a| a == "run").map(|i| i + 1).unwrap_or(0);
-        argv.insert(at, format!("--name={}", request.id));
-    }
-    let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args(&argv).stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
-    command.process_group(0);
-    let mut child = command.spawn().context("starting the detached run")?;
+    let mut child = crate::cli::run::spawn_detached(&request.id, None, Some(out))?;
     let record = record_path(&settings.root, &request.id)?;
     // Wait until the child wrote the record (the container exists) or died.
     for _ in 0..600 {

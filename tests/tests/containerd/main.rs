@@ -9,6 +9,7 @@
 //!
 //! A failing trial prints the logs of the daemons it used.
 
+mod cli;
 mod client;
 mod errors;
 mod module;

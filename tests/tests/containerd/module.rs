@@ -34,6 +34,7 @@ pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
     let mut all = Vec::new();
     all.extend(crate::errors::trials());
     all.extend(crate::client::trials());
+    all.extend(crate::cli::trials());
     all.extend(crate::runtime::trials());
     all.extend(crate::snapshots::trials());
     all
