@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod bench;
 mod demo;
 mod plugins;
 
@@ -24,11 +25,16 @@ fn main() -> anyhow::Result<()> {
             demo::run(&root)
         }
         "test" => test(&root, &rest),
+        "bench-run" => {
+            build(&root)?;
+            let runs = rest.first().map(|r| r.parse()).transpose()?.unwrap_or(50);
+            bench::run(&root, runs)
+        }
         "help" | "--help" | "-h" => {
-            println!("cargo xtask <build-plugins|build|demo|test [cargo test args]>");
+            println!("cargo xtask <build-plugins|build|demo|test [cargo test args]|bench-run [RUNS]>");
             Ok(())
         }
-        other => bail!("unknown task `{other}` (try: build-plugins, build, demo, test)"),
+        other => bail!("unknown task `{other}` (try: build-plugins, build, demo, test, bench-run)"),
     }
 }
 

@@ -354,9 +354,12 @@ pub fn cache_dir(root: &Path) -> Option<PathBuf> {
     Some(base.join("berth/plugins"))
 }
 
-/// A plugin host with the on-disk cache under `root`.
+/// A plugin host with the on-disk cache under `root`, sized for one `berth`
+/// command: its calls are sequential, so a few pool slots suffice (each
+/// slot's guard pages cost setup time on every start; the default of 64
+/// is for long-running hosts serving concurrent calls).
 pub fn plugin_host(root: &Path) -> anyhow::Result<PluginHost> {
-    PluginHost::new(HostOptions { cache_dir: cache_dir(root), ..HostOptions::default() })
+    PluginHost::new(HostOptions { cache_dir: cache_dir(root), max_instances: 4, ..HostOptions::default() })
 }
 
 /// Loads every resolved plugin in order. A plugin that fails to load is an

@@ -1,0 +1,87 @@
+//! `cargo xtask bench-run`: `berth run --rm` of /bin/true through three
+//! spec-mutator plugins vs `runc run` and `crun run` of the same busybox
+//! rootfs, in one hyperfine run (issue 4's figure; see BENCHMARKS.md).
+//!
+//! berth's run does the whole path each time: config and plugin loading
+//! (from the compile cache), image resolution, snapshot prepare on the
+//! unpacked chain, the three plugin calls, the native executor, and removal
+//! of the snapshot. runc and crun get a prepared bundle (what berth's path
+//! produces before its executor starts).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
+    for tool in ["hyperfine", "runc", "crun", "unshare"] {
+        if !Command::new("sh").args(["-c", &format!("command -v {tool}")]).output()?.status.success() {
+            bail!("{tool} is missing (bash .ci/setup installs it)");
+        }
+    }
+    let work = root.join("target/bench-run");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let image = berth_tests::image::build_busybox_image(&work, "bench/busybox:latest")?;
+    let plugins = crate::plugins::output_dir(root);
+    let config = work.join("berth.toml");
+    let p = |name: &str| plugins.join(format!("{name}.wasm")).display().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[worker]\nsnapshotter = \"overlayfs\"\n\n\
+             [[plugin]]\nname = \"resources\"\nkind = \"spec-mutator\"\npath = \"{}\"\ngrants = [\"resources\"]\n\n\
+             [[plugin]]\nname = \"seccomp-default\"\nkind = \"spec-mutator\"\npath = \"{}\"\ngrants = [\"seccomp\", \"no-new-privileges\"]\n\n\
+             [[plugin]]\nname = \"nomad-task\"\nkind = \"spec-mutator\"\npath = \"{}\"\ngrants = [\"env\", \"capabilities\"]\n\
+             config = {{ env = {{ BENCH = \"1\" }} }}\n",
+            p("resources"),
+            p("seccomp-default"),
+            p("nomad-task")
+        ),
+    )?;
+    let berth = crate::berth_bin(root);
+    let state = work.join("root");
+    let berth_cmd = |args: &[&str]| {
+        let mut command = Command::new(&berth);
+        command.arg("--config").arg(&config).arg("--root").arg(&state).args(args);
+        command
+    };
+    crate::run(&mut berth_cmd(&["image", "import", image.layout_tar.to_str().unwrap(), "--name", "bench/busybox:latest"]))?;
+    // Warm the plugin compile cache and check the path works once.
+    crate::run(&mut berth_cmd(&["run", "--rm", "bench/busybox:latest", "/bin/true"]))?;
+
+    // The same rootfs as a bundle for runc and crun.
+    let bundle = work.join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    crate::run(&mut berth_cmd(&["image", "unpack", "bench/busybox:latest", "--dest", bundle.join("rootfs").to_str().unwrap()]))?;
+    crate::run(Command::new("runc").arg("spec").current_dir(&bundle))?;
+    let spec_path = bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&spec_path)?)?;
+    spec["process"]["args"] = serde_json::json!(["/bin/true"]);
+    spec["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
+
+    let result = work.join("result.md");
+    let q = |p: &Path| p.display().to_string();
+    // crun 1.8 refuses a hybrid cgroup layout: all three run in a mount
+    // namespace where the empty cgroup2 tree is detached.
+    let script = format!(
+        "umount -l /sys/fs/cgroup/unified 2>/dev/null || true; cd {bundle} && \
+         hyperfine -N --warmup 5 --runs {runs} --export-markdown {result} \
+         -n 'berth run --rm (3 plugins)' '{berth} --config {config} --root {state} run --rm bench/busybox:latest /bin/true' \
+         -n 'runc run' 'runc --root {work}/runc run --bundle {bundle} bench-runc' \
+         -n 'crun run' 'crun --root {work}/crun run --bundle {bundle} bench-crun'",
+        bundle = q(&bundle),
+        result = q(&result),
+        berth = q(&berth),
+        config = q(&config),
+        state = q(&state),
+        work = q(&work),
+    );
+    crate::run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))?;
+    let table = std::fs::read_to_string(&result).with_context(|| format!("reading {}", result.display()))?;
+    println!("{table}");
+    Ok(())
+}
