@@ -118,15 +118,7 @@ impl RunningNative {
         if let Some(linux) = spec.linux_mut() {
             linux.set_cgroups_path(Some(PathBuf::from(format!("/berth-test/{}", run.id))));
         }
-        // fuse-overlayfs is a daemon of the host: mounted here, handed over as a directory.
-        let (rootfs, _mounted) = if mounts.iter().any(|m| m.kind.starts_with("fuse")) {
-            let target = bundle_dir.join("rootfs");
-            std::fs::create_dir_all(&target)?;
-            let mounted = berth_snapshot::mount::Mounted::new(&mounts, &target)?;
-            (Rootfs::Path(target), Some(mounted))
-        } else {
-            (Rootfs::Mounts(mounts), None)
-        };
+        let (rootfs, _mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
         let bundle = Bundle { dir: bundle_dir.clone(), spec, rootfs };
         let stdio = Stdio::Files { stdout: stdout.clone(), stderr: stderr.clone() };
         self.executor.create(&run.id, &bundle, stdio)?;

@@ -35,6 +35,25 @@ pub enum Rootfs {
     Mounts(Vec<berth_snapshot::Mount>),
 }
 
+impl Rootfs {
+    /// A snapshot's mounts as a container's root. The executor mounts them
+    /// inside the container's mount namespace, except FUSE mounts
+    /// (fuse-overlayfs): a daemon of the host serves those, so they are
+    /// mounted at `host_dir` now and handed over as a directory, for as long
+    /// as the returned guard lives.
+    pub fn for_snapshot(
+        mounts: Vec<berth_snapshot::Mount>,
+        host_dir: &std::path::Path,
+    ) -> anyhow::Result<(Rootfs, Option<berth_snapshot::mount::Mounted>)> {
+        if !mounts.iter().any(|m| m.kind.starts_with("fuse")) {
+            return Ok((Rootfs::Mounts(mounts), None));
+        }
+        std::fs::create_dir_all(host_dir)?;
+        let mounted = berth_snapshot::mount::Mounted::new(&mounts, host_dir)?;
+        Ok((Rootfs::Path(host_dir.to_path_buf()), Some(mounted)))
+    }
+}
+
 /// A container to create.
 #[derive(Debug, Clone)]
 pub struct Bundle {

@@ -167,16 +167,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         }
         let bundle_dir = root.join("bundles").join(&request.id);
         std::fs::create_dir_all(&bundle_dir)?;
-        // fuse-overlayfs is a daemon of the host: mounted here (until this
-        // run ends), handed to the executor as a directory.
-        let (rootfs, _mounted) = if mounts.iter().any(|m| m.kind.starts_with("fuse")) {
-            let target = bundle_dir.join("rootfs");
-            std::fs::create_dir_all(&target)?;
-            let mounted = berth_snapshot::mount::Mounted::new(&mounts, &target)?;
-            (Rootfs::Path(target), Some(mounted))
-        } else {
-            (Rootfs::Mounts(mounts), None)
-        };
+        let (rootfs, _mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
         let bundle = Bundle { dir: bundle_dir, spec: assembled.spec, rootfs };
         let executor = executor(&root, &executor_name)?;
         executor.create(&request.id, &bundle, Stdio::Inherit)?;
