@@ -44,11 +44,13 @@ fn build(root: &Path) -> anyhow::Result<()> {
     run(cargo(root).args(["build", "--release", "-p", "berth-host"]))
 }
 
-/// Everything the README's test command covers: plugins, the binary, then
-/// every test of the workspace (integration tests find both through
-/// `BERTH_BIN` and `BERTH_PLUGIN_DIR`).
+/// Everything the README's test command covers: the plugins, then every
+/// test of the workspace. The `berth` binary the integration tests run
+/// (`BERTH_BIN`) is built by the same `cargo test`, with the test build's
+/// features: a separate `cargo build -p berth-host` first would resolve
+/// features differently and compile wasmtime a second time.
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
-    build(root)?;
+    plugins::build_all(root)?;
     let mut command = cargo(root);
     command
         .args(["test", "--release", "--workspace", "--exclude", "xtask", "--no-fail-fast"])
