@@ -55,6 +55,15 @@ impl ImageStore {
         self.load()?.images.remove(name).ok_or_else(|| Error::NotFound(format!("image {name}")))
     }
 
+    /// The record `name`, or else the one under its normalised reference
+    /// (`busybox` -> `docker.io/library/busybox:latest`).
+    pub fn find(&self, name: &str) -> Result<ImageRecord> {
+        match self.get(name) {
+            Err(Error::NotFound(_)) => self.get(&crate::normalize_reference(name)),
+            other => other,
+        }
+    }
+
     /// Creates or replaces `name` -> `target`; keeps `created` of a replaced one.
     pub fn put(&self, name: &str, target: Descriptor, labels: BTreeMap<String, String>) -> Result<ImageRecord> {
         if name.is_empty() || name.len() > 4096 || name.chars().any(char::is_control) {

@@ -117,12 +117,9 @@ pub fn run(global: &GlobalArgs, command: ImageCommand) -> anyhow::Result<ExitCod
 /// The record named `name`, also under its normalised reference
 /// (`busybox` -> `docker.io/library/busybox:latest`).
 fn find(images: &ImageStore, name: &str) -> anyhow::Result<ImageRecord> {
-    match images.get(name) {
-        Ok(r) => Ok(r),
-        Err(berth_content::Error::NotFound(_)) => images
-            .get(&berth_content::normalize_reference(name))
-            .map_err(|_| anyhow::anyhow!("image {name}: not found (berth image ls lists them)")),
-        Err(e) => Err(e.into()),
+    match images.find(name) {
+        Err(berth_content::Error::NotFound(_)) => Err(anyhow::anyhow!("image {name}: not found (berth image ls lists them)")),
+        other => Ok(other?),
     }
 }
 

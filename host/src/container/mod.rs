@@ -116,8 +116,7 @@ pub fn export_layout(settings: &Settings, name: &str) -> anyhow::Result<tempfile
     let content = berth_content::ContentStore::open(&settings.root)?;
     let images = berth_content::ImageStore::open(&content);
     let record = images
-        .get(name)
-        .or_else(|_| images.get(&berth_content::normalize_reference(name)))
+        .find(name)
         .with_context(|| format!("image {name} is not in berth's store"))?;
     let image = berth_content::resolve_image(&content, &record.target, &berth_content::Platform::host())?;
     let dir = tempfile::Builder::new().prefix("berth-export-").tempdir_in(&settings.root)?;

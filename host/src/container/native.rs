@@ -135,8 +135,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     let content = ContentStore::open(&root)?;
     let images = ImageStore::open(&content);
     let record = images
-        .get(&request.image)
-        .or_else(|_| images.get(&berth_content::normalize_reference(&request.image)))
+        .find(&request.image)
         .with_context(|| format!("image {} is not in berth's store (berth image import/pull it first)", request.image))?;
     let image = berth_content::resolve_image(&content, &record.target, &Platform::host())?;
     let snapshotter_name = choose_snapshotter(&settings, args.snapshotter.as_deref())?;
