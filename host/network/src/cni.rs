@@ -10,9 +10,11 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
 /// A network configuration list (`.conflist`), or a single `.conf` as a
-/// one-plugin list.
-#[derive(Debug, Clone, PartialEq)]
+/// one-plugin list. Serialises in the `.conflist` shape, so an attachment
+/// can keep the list its ADD used for the matching DEL.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkConfigList {
+    #[serde(rename = "cniVersion")]
     pub cni_version: String,
     pub name: String,
     /// Each plugin's configuration object (has at least `type`).

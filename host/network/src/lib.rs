@@ -59,6 +59,10 @@ pub struct Attachment {
     /// The CNI ADD result, for DEL.
     #[serde(default)]
     pub cni_result: Option<serde_json::Value>,
+    /// The network list ADD ran (the CNI spec wants DEL to get the same
+    /// configuration, even if the configured network changed since).
+    #[serde(default)]
+    pub network: Option<NetworkConfigList>,
 }
 
 /// Where things are and which network bridge mode uses.
@@ -161,7 +165,7 @@ impl NetworkManager {
             bail!("bridge mode needs a CNI network configuration (worker.network.cni-config-dir)");
         }
         let mut attachment =
-            Attachment { container_id: container_id.into(), mode, netns_path: None, ips: Vec::new(), cni_result: None };
+            Attachment { container_id: container_id.into(), mode, netns_path: None, ips: Vec::new(), cni_result: None, network: None };
         if mode != NetworkMode::Host {
             let ns = self.claim_netns(container_id)?;
             attachment.netns_path = Some(ns.clone());
@@ -171,6 +175,7 @@ impl NetworkManager {
                     if let Some(r) = r {
                         attachment.ips = r.ips.clone();
                         attachment.cni_result = Some(r.raw);
+                        attachment.network = self.opts.network.clone();
                     }
                 }
                 Err(e) => {
@@ -213,7 +218,7 @@ impl NetworkManager {
         let Some(ns) = &a.netns_path else { return Ok(()) };
         let mut first_err = None;
         if a.mode == NetworkMode::Bridge
-            && let Some(net) = &self.opts.network
+            && let Some(net) = a.network.as_ref().or(self.opts.network.as_ref())
             && let Err(e) = self.invocation(&a.container_id, ns, IFNAME).del(net, a.cni_result.as_ref())
         {
             first_err = Some(e);
@@ -311,5 +316,17 @@ mod tests {
         assert!(m.attach("c2", NetworkMode::Bridge).unwrap_err().to_string().contains("CNI network"));
         m.detach("c1").unwrap();
         assert!(m.attachment("c1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_network_list_round_trips_in_conflist_shape() {
+        let list = NetworkConfigList::isolated_bridge("n", "br0", "10.1.2.0/24", Path::new("/tmp/ipam"));
+        let json = serde_json::to_value(&list).unwrap();
+        assert_eq!(json["cniVersion"], "1.0.0");
+        assert_eq!(json["plugins"][0]["type"], "bridge");
+        let back = NetworkConfigList::from_json(&json.to_string(), "test").unwrap();
+        assert_eq!(back, list);
+        let again: NetworkConfigList = serde_json::from_value(json).unwrap();
+        assert_eq!(again, list);
     }
 }

@@ -133,4 +133,20 @@ fn bridge_namespaces_reach_each_other_and_none_is_isolated() {
     assert!(m.attachment("c2").unwrap().is_none());
     assert!(!ping_from(&ns1, addr(&a2.ips[0])), "c2's address still answers after detach");
     m.detach("c2").unwrap(); // twice is fine
+
+    // A manager that no longer has the bridge configured (the config changed,
+    // or `berth rm` runs without the flags of `berth run`) still releases
+    // c1's address: the attachment kept the list its ADD ran.
+    let lease = dir.path().join("ipam").join(format!("berth-test-{bridge}")).join(addr(&a1.ips[0]));
+    assert!(lease.exists(), "host-local lease {} missing", lease.display());
+    let unconfigured = NetworkManager::new(NetworkOptions {
+        run_dir: dir.path().join("run"),
+        cni_bin_dirs: vec![PathBuf::from(CNI_BIN)],
+        network: None,
+        pool_size: 0,
+    })
+    .unwrap();
+    unconfigured.detach("c1").unwrap();
+    assert!(!lease.exists(), "c1's lease {} survived its detach", lease.display());
+    assert!(!ns1.exists());
 }
