@@ -227,7 +227,7 @@ impl NativeExecutor {
                 (r, ms.iter().map(RootMount::from).collect())
             }
         };
-        let compiled = linux.seccomp().as_ref().map(seccomp::compile_cached).transpose().context("seccomp profile")?;
+        let compiled = linux.seccomp().as_ref().map(|p| seccomp::compile_cached_in(p, Some(&self.root.join(seccomp::CACHE_DIR)))).transpose().context("seccomp profile")?;
         // The init (maybe a non-root user by then) opens the fifo for writing.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
         let fifo = dir.join(state::FIFO);
@@ -455,7 +455,7 @@ impl Executor for NativeExecutor {
             }
         }
         let linux = spec.linux().clone().unwrap_or_default();
-        let compiled = linux.seccomp().as_ref().map(seccomp::compile_cached).transpose().context("seccomp profile")?;
+        let compiled = linux.seccomp().as_ref().map(|p| seccomp::compile_cached_in(p, Some(&self.root.join(seccomp::CACHE_DIR)))).transpose().context("seccomp profile")?;
         let cfg = InitConfig {
             mode: Mode::Exec,
             id: id.to_string(),
