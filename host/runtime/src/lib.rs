@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub mod cgroups;
+pub mod cloned_binary;
 pub mod config;
 pub mod hooks;
 pub mod init;

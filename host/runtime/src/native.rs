@@ -23,7 +23,8 @@ pub struct NativeExecutor {
     pub root: PathBuf,
     /// The binary re-executed as the init helper (it must call
     /// [`crate::init::maybe_run_init`] first thing): the current executable
-    /// by default, `berth-init` for other embedders.
+    /// by default, `berth-init` for other embedders. It is executed from a
+    /// sealed handle ([`crate::cloned_binary`]), never from this path.
     pub init_binary: PathBuf,
     /// `--no-pivot`: MS_MOVE + chroot instead of pivot_root (ramdisk roots).
     pub no_pivot: bool,
@@ -55,7 +56,21 @@ impl NativeExecutor {
         let (parent, child) = SyncSocket::pair().context("socketpair")?;
         let keep = self.preserve_fds as i32;
         let sync_fd = 3 + keep;
-        let mut cmd = Command::new(&self.init_binary);
+        // CVE-2019-5736: run the helper from a sealed handle of the binary
+        // (numbered above every descriptor the child dup2s onto), so no
+        // container process can write to the binary through /proc/<pid>/exe.
+        let sealed = match crate::cloned_binary::for_binary(&self.init_binary) {
+            Some(s) => Some(s.dup_at_least(sync_fd + 2)?),
+            None => None,
+        };
+        let mut cmd = match &sealed {
+            Some(fd) => {
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                c.arg0(&self.init_binary);
+                c
+            }
+            None => Command::new(&self.init_binary),
+        };
         cmd.arg(INIT_ARG).env(INIT_FD_ENV, sync_fd.to_string());
         let null = || std::process::Stdio::null();
         let mut console: Option<std::os::fd::OwnedFd> = None;
@@ -104,6 +119,7 @@ impl NativeExecutor {
         let proc_ = cmd.spawn().with_context(|| format!("spawn the init helper {}", self.init_binary.display()))?;
         drop(child);
         drop(console);
+        drop(sealed);
         Ok((proc_, parent, (console_src >= 0).then_some(console_fd)))
     }
 
