@@ -23,10 +23,10 @@
 //! forks anything (the init inherits it), so no container process without
 //! CAP_SYS_PTRACE can open `/proc/<pid>/exe` (the runtime binary) while it
 //! runs, and the init execs the container's program itself, so pid 1's
-//! `/proc/1/exe` is the container's binary, never the runtime's. Not done:
-//! runc's sealed memfd copy of the binary (it would copy the ~190 MB `berth`
-//! per container); a container granted CAP_SYS_PTRACE racing `exec` is the
-//! remaining exposure.
+//! `/proc/1/exe` is the container's binary, never the runtime's. And the
+//! helper itself runs from a sealed handle of the binary
+//! ([`crate::cloned_binary`]): a process granted CAP_SYS_PTRACE that opens
+//! `/proc/<helper>/exe` cannot write through it.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
