@@ -94,11 +94,19 @@ impl Metadata {
         let db = Database::create(path)
             .with_context(|| format!("opening snapshot metadata {}", path.display()))
             .map_err(Error::Other)?;
-        let txn = db.begin_write().map_err(db_error)?;
-        txn.open_table(SNAPSHOTS).map_err(db_error)?;
-        txn.open_table(CHILDREN).map_err(db_error)?;
-        txn.open_table(COUNTERS).map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
+        // The tables are created once: a write transaction on every open
+        // cost a durable commit (an fdatasync) even when they were all there.
+        let ready = {
+            let txn = db.begin_read().map_err(db_error)?;
+            txn.open_table(SNAPSHOTS).is_ok() && txn.open_table(CHILDREN).is_ok() && txn.open_table(COUNTERS).is_ok()
+        };
+        if !ready {
+            let txn = db.begin_write().map_err(db_error)?;
+            txn.open_table(SNAPSHOTS).map_err(db_error)?;
+            txn.open_table(CHILDREN).map_err(db_error)?;
+            txn.open_table(COUNTERS).map_err(db_error)?;
+            txn.commit().map_err(db_error)?;
+        }
         Ok(Metadata { db })
     }
 

@@ -49,14 +49,89 @@ pub fn probe(root: &Path) -> HostFacts {
     let overlay = std::fs::create_dir_all(root)
         .with_context(|| format!("creating {}", root.display()))
         .and_then(|()| try_overlay(root, in_userns));
+    let mut facts = cheap_facts(root);
+    facts.overlay_supported = overlay.is_ok();
+    facts.overlay_error = overlay.err().map(|e| format!("{e:#}"));
+    facts.idmapped_mounts = try_idmapped(root).is_ok();
+    facts
+}
+
+/// [`probe`], with the results of the mount trials (overlay, idmapped)
+/// kept in `<root>/probe.json` and reused while what they depend on is
+/// unchanged: the boot (`/proc/sys/kernel/random/boot_id`: modules, kernel
+/// and mount table start over), the kernel release, the user namespace,
+/// this user, the device and filesystem type of `root`. The other facts are
+/// cheap and read every time. Each trial mounts in a fresh directory on the
+/// root's filesystem, and `berth run` with `snapshotter = "auto"` (the
+/// default) asked for them on every run. A missing or unreadable cache just
+/// probes (and rewrites it).
+pub fn probe_cached(root: &Path) -> HostFacts {
+    let Some(key) = probe_key(root) else { return probe(root) };
+    let cache = root.join("probe.json");
+    if let Some(cached) = std::fs::read(&cache).ok().and_then(|data| serde_json::from_slice::<CachedTrials>(&data).ok())
+        && cached.key == key
+    {
+        let mut facts = cheap_facts(root);
+        facts.overlay_supported = cached.overlay_supported;
+        facts.overlay_error = cached.overlay_error;
+        facts.idmapped_mounts = cached.idmapped_mounts;
+        return facts;
+    }
+    let facts = probe(root);
+    let trials = CachedTrials {
+        key,
+        overlay_supported: facts.overlay_supported,
+        overlay_error: facts.overlay_error.clone(),
+        idmapped_mounts: facts.idmapped_mounts,
+    };
+    // Written whole then renamed: a reader sees the old file, the new one or none.
+    let tmp = root.join(format!(".probe.json.{}", std::process::id()));
+    let written = serde_json::to_vec(&trials)
+        .map_err(std::io::Error::other)
+        .and_then(|data| std::fs::write(&tmp, data))
+        .and_then(|()| std::fs::rename(&tmp, &cache));
+    if let Err(err) = written {
+        std::fs::remove_file(&tmp).ok();
+        tracing::debug!("not caching the snapshotter probe in {}: {err}", cache.display());
+    }
+    facts
+}
+
+/// What the mount trials depend on (None: cannot tell, probe every time).
+fn probe_key(root: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(root).ok()?;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let dev = std::fs::metadata(root).ok()?.dev();
+    Some(format!(
+        "v1 boot={} kernel={} userns={} euid={} dev={dev} fs={}",
+        boot_id.trim(),
+        rustix::system::uname().release().to_string_lossy(),
+        in_user_namespace(),
+        rustix::process::geteuid().as_raw(),
+        filesystem_type(root),
+    ))
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct CachedTrials {
+    key: String,
+    overlay_supported: bool,
+    overlay_error: Option<String>,
+    idmapped_mounts: bool,
+}
+
+/// Every fact but the mount trials' (which say "not supported").
+fn cheap_facts(root: &Path) -> HostFacts {
+    let in_userns = in_user_namespace();
     HostFacts {
-        overlay_supported: overlay.is_ok(),
-        overlay_error: overlay.err().map(|e| format!("{e:#}")),
+        overlay_supported: false,
+        overlay_error: None,
         needs_userxattr: in_userns,
         fuse_overlayfs_binary: find_binary("fuse-overlayfs"),
         dev_fuse: Path::new("/dev/fuse").exists(),
         in_user_namespace: in_userns,
-        idmapped_mounts: try_idmapped(root).is_ok(),
+        idmapped_mounts: false,
         filesystem_type: filesystem_type(root),
         kernel_version: rustix::system::uname().release().to_string_lossy().into_owned(),
         snapshotters: crate::SNAPSHOTTERS.iter().map(|s| s.to_string()).collect(),
@@ -177,5 +252,31 @@ mod tests {
         }
         // Nothing is left under the root.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn cached_probe_reuses_the_trials_until_its_key_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = probe_cached(dir.path());
+        assert_eq!(first, probe(dir.path()));
+        let cache = dir.path().join("probe.json");
+        let mut cached: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+        // A cached answer is used as is: flip it and see it come back.
+        cached["overlay_supported"] = (!first.overlay_supported).into();
+        cached["idmapped_mounts"] = (!first.idmapped_mounts).into();
+        std::fs::write(&cache, serde_json::to_vec(&cached).unwrap()).unwrap();
+        let again = probe_cached(dir.path());
+        assert_eq!(again.overlay_supported, !first.overlay_supported);
+        assert_eq!(again.idmapped_mounts, !first.idmapped_mounts);
+        assert_eq!(again.kernel_version, first.kernel_version);
+        // Another boot (or kernel, user namespace...): probed again, rewritten.
+        cached["key"] = "v1 boot=another".into();
+        std::fs::write(&cache, serde_json::to_vec(&cached).unwrap()).unwrap();
+        assert_eq!(probe_cached(dir.path()), first);
+        // A damaged file is probed over too.
+        std::fs::write(&cache, b"{not json").unwrap();
+        assert_eq!(probe_cached(dir.path()), first);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["probe.json"], "only the cache is left under the root");
     }
 }
