@@ -41,7 +41,36 @@ pub fn open(name: &str, root: &Path) -> Result<Arc<dyn Snapshotter>> {
             )));
         }
     };
-    Ok(Arc::new(DirSnapshotter::open(root, flavor)?))
+    // The metadata database is one writer at a time across processes (an
+    // exclusive file lock): another berth holding it briefly (a run
+    // preparing its snapshot, gc, `berth snapshot`) is waited for; one that
+    // keeps it (`berth snapshotter serve` on the same root) is named.
+    let deadline = std::time::Instant::now() + OPEN_WAIT;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match DirSnapshotter::open(root, flavor.clone()) {
+            Err(Error::Other(err)) if is_locked(&err) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Other(err.context(format!(
+                        "snapshotter {name} at {}: its metadata is held by another process (a `berth snapshotter serve` \
+                         on the same root?) for more than {}s",
+                        root.display(),
+                        OPEN_WAIT.as_secs()
+                    ))));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(Arc::new(other?)),
+        }
+    }
+}
+
+/// How long [`open`] waits for another process to release the metadata.
+pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn is_locked(err: &anyhow::Error) -> bool {
+    matches!(err.downcast_ref::<redb::DatabaseError>(), Some(redb::DatabaseError::DatabaseAlreadyOpen))
 }
 
 pub type Labels = BTreeMap<String, String>;

@@ -49,7 +49,8 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> anyhow::Result<ExitCode> {
     let reference: berth_content::pull::Reference =
         args.reference.parse().with_context(|| format!("invalid image reference {:?}", args.reference))?;
 
-    let resolvers: Vec<&LoadedPlugin> = settings.plugins.resolvers().into_iter().map(|(_, l)| l).collect();
+    let resolvers = settings.plugins.resolvers()?;
+    let resolvers: Vec<&LoadedPlugin> = resolvers.iter().map(|(_, l)| l).collect();
     let sources = sources_from_plugins(&resolvers, &reference, &[])?;
 
     let mut credentials = match &args.auth_file {

@@ -69,6 +69,13 @@ pub struct RunArgs {
     /// Print which plugin changed which spec field before running.
     #[arg(long)]
     pub explain: bool,
+    /// Network: `host`, `none` (loopback only), `bridge` (the CNI network of
+    /// --cni-config-dir), or `auto`: the spec's own namespace, as the plugin
+    /// chain left it (overrides worker.network.mode).
+    #[arg(long, value_name = "MODE")]
+    pub net: Option<crate::config::worker::NetworkMode>,
+    #[command(flatten)]
+    pub worker: crate::config::worker::WorkerFlags,
 
     #[command(flatten)]
     pub plugins: crate::cli::plugin::PluginFlags,
@@ -145,7 +152,7 @@ pub fn run(global: &GlobalArgs, mut args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> anyhow::Result<ExitCode> {
     let backend = connect(&args.backend).await?;
-    let settings = crate::container::Settings::load(global, &args.plugins)?;
+    let settings = crate::container::Settings::load_for_run(global, args)?;
     if backend.ensure_image(&request.image).await.is_err() {
         // Not in containerd yet: export it from berth's store, if there.
         let layout = crate::container::export_layout(&settings, &request.image).with_context(|| {
@@ -160,6 +167,12 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
     }
     let mut spec = assembled.spec;
     berth_containerd::spec::prepare_for_containerd(&mut spec, &args.backend.namespace, &request.id);
+    let network = &settings.config.worker.network;
+    if !args.detach {
+        // A detached run networks the container in its child (this same
+        // command line again), which also releases it with --rm.
+        container::network::join(network, &request.id, &mut spec)?;
+    }
     let mut run = RunRequest::new(&request.id, &request.image, spec);
     run.snapshotter = args.snapshotter.clone();
     run.rm = args.rm;
@@ -187,8 +200,11 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
         Some(dir) => Stdio::LogDir(PathBuf::from(dir)),
         None => Stdio::Inherit,
     };
-    let outcome = backend.run(run).await?;
-    Ok(exit_code(outcome.status.code))
+    let outcome = backend.run(run).await;
+    if args.rm || outcome.is_err() {
+        container::network::leave(network, &request.id)?;
+    }
+    Ok(exit_code(outcome?.status.code))
 }
 
 pub fn ps(global: &GlobalArgs, args: PsArgs) -> anyhow::Result<ExitCode> {
@@ -242,8 +258,10 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
         }
         BackendKind::Containerd => block_on(async {
             let backend = connect(&args.backend).await?;
+            let (config, _) = crate::config::Config::load(global.config.as_deref())?;
             for id in &args.ids {
                 backend.delete(id, args.force).await?;
+                container::network::leave(&config.worker.network, id)?;
             }
             Ok(ExitCode::SUCCESS)
         }),

@@ -18,6 +18,7 @@ use crate::cli::GlobalArgs;
 use crate::config::Config;
 
 pub mod native;
+pub mod network;
 pub mod plugins;
 
 /// What the user asked to run.
@@ -42,12 +43,27 @@ pub struct Settings {
 
 impl Settings {
     /// Reads `berth.toml` (or the defaults), applies the plugin flags and
-    /// loads every configured plugin.
+    /// starts loading every configured plugin.
     pub fn load(global: &GlobalArgs, flags: &crate::cli::plugin::PluginFlags) -> anyhow::Result<Self> {
+        Self::load_kinds(global, flags, plugins::Kinds::ALL)
+    }
+
+    /// [`Settings::load`] for an invocation that calls only `kinds` of plugin.
+    pub fn load_kinds(global: &GlobalArgs, flags: &crate::cli::plugin::PluginFlags, kinds: plugins::Kinds) -> anyhow::Result<Self> {
         let (config, config_path) = Config::load(global.config.as_deref())?;
         let root = root_dir(global, &config);
-        let plugins = plugins::LoadedPlugins::load(&config, config_path.as_deref(), flags, &root)?;
+        let plugins = plugins::LoadedPlugins::load_kinds(&config, config_path.as_deref(), flags, &root, kinds)?;
         Ok(Settings { config, config_path, root, plugins })
+    }
+
+    /// [`Settings::load`] with `berth run`'s worker flags and `--net` applied.
+    pub fn load_for_run(global: &GlobalArgs, args: &crate::cli::run::RunArgs) -> anyhow::Result<Self> {
+        let mut settings = Self::load_kinds(global, &args.plugins, plugins::Kinds::RUN)?;
+        settings.config.worker.apply_flags(&args.worker);
+        if let Some(mode) = args.net {
+            settings.config.worker.network.mode = mode;
+        }
+        Ok(settings)
     }
 
     /// Container logs of detached runs.

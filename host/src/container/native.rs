@@ -74,8 +74,8 @@ pub fn choose_snapshotter(settings: &Settings, flag: Option<&str>) -> anyhow::Re
     if let crate::config::worker::SnapshotterChoice::Named(name) = &settings.config.worker.snapshotter {
         return Ok(name.clone());
     }
-    let facts = berth_snapshot::probe::probe(&settings.root.join("snapshots"));
-    if let Some((resolved, selector)) = settings.plugins.selector() {
+    let facts = berth_snapshot::probe::probe_cached(&settings.root.join("snapshots"));
+    if let Some((resolved, selector)) = settings.plugins.selector()? {
         let choice = selector
             .select(&selector_facts(&facts))
             .with_context(|| format!("snapshotter-selector plugin `{}`", resolved.name))?;
@@ -121,7 +121,7 @@ pub fn open_snapshotter(root: &Path, name: &str) -> anyhow::Result<Arc<dyn Snaps
 }
 
 pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(global, &args.plugins)?;
+    let settings = Settings::load_for_run(global, args)?;
     let root = settings.root.clone();
     let record_file = record_path(&root, &request.id)?;
     if record_file.exists() {
@@ -147,6 +147,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     let mounts = snapshotter
         .prepare(&request.id, chain.as_deref(), labels)
         .with_context(|| format!("preparing the snapshot of container {}", request.id))?;
+    // The metadata takes one process at a time: not held while the
+    // container runs, so other runs on this root go on.
+    drop(snapshotter);
 
     let executor_name = args.runtime.clone().unwrap_or_else(|| "native".to_string());
     let container = ContainerRecord {
@@ -167,7 +170,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         let bundle_dir = root.join("bundles").join(&request.id);
         std::fs::create_dir_all(&bundle_dir)?;
         let (rootfs, _mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
-        let bundle = Bundle { dir: bundle_dir, spec: assembled.spec, rootfs };
+        let mut spec = assembled.spec;
+        super::network::join(&settings.config.worker.network, &request.id, &mut spec)?;
+        let bundle = Bundle { dir: bundle_dir, spec, rootfs };
         let executor = executor(&root, &executor_name)?;
         executor.create(&request.id, &bundle, Stdio::Inherit)?;
         let status = (|| {
@@ -180,7 +185,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         Ok(status?.code())
     })();
     if args.rm || outcome.is_err() {
-        remove_parts(&root, snapshotter.as_ref(), &container, outcome.is_err())?;
+        remove_parts(&root, &settings.config.worker.network, &container, outcome.is_err())?;
     }
     Ok(crate::cli::run::exit_code(outcome? as u32))
 }
@@ -208,13 +213,27 @@ fn detach(settings: &Settings, request: &ContainerRequest) -> anyhow::Result<Exi
     bail!("the detached run of {} did not create the container within 30s; see {}", request.id, log.display())
 }
 
-/// Removes the snapshot and the record of a container (its executor state
-/// is gone already).
-fn remove_parts(root: &Path, snapshotter: &dyn Snapshotter, container: &ContainerRecord, quiet: bool) -> anyhow::Result<()> {
-    match snapshotter.remove(&container.id) {
-        Ok(()) | Err(berth_snapshot::Error::NotFound(_)) => {}
-        Err(err) if quiet => tracing::warn!(id = %container.id, "removing the snapshot: {err}"),
-        Err(err) => return Err(err).with_context(|| format!("removing the snapshot of {}", container.id)),
+/// Removes the network, the snapshot and the record of a container (its
+/// executor state is gone already).
+fn remove_parts(
+    root: &Path,
+    network: &crate::config::worker::NetworkConfig,
+    container: &ContainerRecord,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    match super::network::leave(network, &container.id) {
+        Ok(()) => {}
+        Err(err) if quiet => tracing::warn!(id = %container.id, "releasing the network: {err:#}"),
+        Err(err) => return Err(err),
+    }
+    let removed = open_snapshotter(root, &container.snapshotter).and_then(|snapshotter| match snapshotter.remove(&container.id) {
+        Ok(()) | Err(berth_snapshot::Error::NotFound(_)) => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing the snapshot of {}", container.id)),
+    });
+    match removed {
+        Ok(()) => {}
+        Err(err) if quiet => tracing::warn!(id = %container.id, "{err:#}"),
+        Err(err) => return Err(err),
     }
     let _ = std::fs::remove_dir_all(root.join("bundles").join(&container.id));
     std::fs::remove_file(record_path(root, &container.id)?).ok();
@@ -222,8 +241,13 @@ fn remove_parts(root: &Path, snapshotter: &dyn Snapshotter, container: &Containe
 }
 
 fn root_of(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(config_and_root(global)?.1)
+}
+
+fn config_and_root(global: &GlobalArgs) -> anyhow::Result<(crate::config::Config, PathBuf)> {
     let (config, _) = crate::config::Config::load(global.config.as_deref())?;
-    Ok(super::root_dir(global, &config))
+    let root = super::root_dir(global, &config);
+    Ok((config, root))
 }
 
 pub fn ps(global: &GlobalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -238,18 +262,19 @@ pub fn ps(global: &GlobalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 Ok(state) => (format!("{:?}", state.status()).to_lowercase(), state.pid().map(|p| p.to_string()).unwrap_or_default()),
                 Err(_) => ("unknown".to_string(), String::new()),
             };
-            rows.push((id, record.image, status, pid));
+            let addresses = super::network::addresses(&id).join(",");
+            rows.push((id, record.image, status, pid, addresses));
         }
     }
     rows.sort();
     if !quiet {
-        println!("{:<24} {:<40} {:<10} {:<8}", "ID", "IMAGE", "STATUS", "PID");
+        println!("{:<24} {:<40} {:<10} {:<8} ADDRESSES", "ID", "IMAGE", "STATUS", "PID");
     }
-    for (id, image, status, pid) in rows {
+    for (id, image, status, pid, addresses) in rows {
         if quiet {
             println!("{id}");
         } else {
-            println!("{id:<24} {image:<40} {status:<10} {pid:<8}");
+            println!("{id:<24} {image:<40} {status:<10} {pid:<8} {addresses}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -263,15 +288,14 @@ pub fn kill(global: &GlobalArgs, id: &str, signal: i32) -> anyhow::Result<ExitCo
 }
 
 pub fn rm(global: &GlobalArgs, id: &str, force: bool) -> anyhow::Result<()> {
-    let root = root_of(global)?;
+    let (config, root) = config_and_root(global)?;
     let record = load_record(&root, id)?;
     let executor = executor(&root, &record.executor)?;
     match executor.delete(id, force) {
         Ok(()) | Err(berth_runtime::Error::NotFound(_)) => {}
         Err(err) => return Err(err).with_context(|| format!("removing container {id}")),
     }
-    let snapshotter = open_snapshotter(&root, &record.snapshotter)?;
-    remove_parts(&root, snapshotter.as_ref(), &record, false)
+    remove_parts(&root, &config.worker.network, &record, false)
 }
 
 pub fn logs(global: &GlobalArgs, id: &str) -> anyhow::Result<Vec<u8>> {
