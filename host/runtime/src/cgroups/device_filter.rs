@@ -330,14 +330,24 @@ pub fn load(prog: &[Insn]) -> Result<OwnedFd> {
 
 /// Ids of the device programs attached directly to `cgroup`.
 fn attached(cgroup: BorrowedFd) -> std::io::Result<Vec<u32>> {
-    let mut ids = vec![0u32; 64];
-    let mut a = Attr::new();
-    // target_fd, attach_type, query_flags, attach_flags (out), prog_ids, prog_cnt
-    a.u32(0, cgroup.as_raw_fd() as u32).u32(4, BPF_CGROUP_DEVICE).u64(16, ids.as_mut_ptr() as u64).u32(24, ids.len() as u32);
-    bpf(BPF_PROG_QUERY, &mut a)?;
-    let n = u32::from_ne_bytes(a.0[24..28].try_into().unwrap()) as usize;
-    ids.truncate(n.min(64));
-    Ok(ids)
+    let mut cap = 64;
+    loop {
+        let mut ids = vec![0u32; cap];
+        let mut a = Attr::new();
+        // target_fd, attach_type, query_flags, attach_flags (out), prog_ids, prog_cnt (in: room, out: count)
+        a.u32(0, cgroup.as_raw_fd() as u32).u32(4, BPF_CGROUP_DEVICE).u64(16, ids.as_mut_ptr() as u64).u32(24, cap as u32);
+        let r = bpf(BPF_PROG_QUERY, &mut a);
+        let n = u32::from_ne_bytes(a.0[24..28].try_into().unwrap()) as usize;
+        match r {
+            Ok(_) => {
+                ids.truncate(n.min(cap));
+                return Ok(ids);
+            }
+            // More programs than room: the kernel says how many.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && n > cap => cap = n,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The name a loaded program was given.
