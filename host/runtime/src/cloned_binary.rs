@@ -331,7 +331,9 @@ mod tests {
         let a = for_binary(&bin).unwrap();
         let b = for_binary(&bin).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(a.kind, Kind::Overlay, "this kernel has overlayfs and the new mount API");
+        if std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("\toverlay\n") {
+            assert_eq!(a.kind, Kind::Overlay, "this kernel has overlayfs: the cheap way is taken");
+        }
         let d = a.dup_at_least(100).unwrap();
         assert!(d.as_raw_fd() >= 100);
         assert!(for_binary(&tmp.path().join("missing")).is_none());
