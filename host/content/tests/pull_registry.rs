@@ -528,3 +528,153 @@ fn base64_encode(data: &[u8]) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------- bearer tokens
+
+/// base64url without padding (JWT).
+fn base64url(data: &[u8]) -> String {
+    base64_encode(data).trim_end_matches('=').replace('+', "-").replace('/', "_")
+}
+
+fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+    let mut child = Command::new("/usr/bin/openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or_default()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// A token server as distribution's token auth expects one: checks the
+/// client's Basic credentials and answers with an RS256 JWT carrying its
+/// signing certificate (x5c), which the registry trusts through its
+/// rootcertbundle. Records every request's query and whether it was
+/// authenticated.
+struct TokenServer {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+}
+
+impl TokenServer {
+    const ISSUER: &str = "berth-test-issuer";
+    const SERVICE: &str = "berth-test-registry";
+
+    fn start(dir: &Path, user: &str, pass: &str, repository: &str) -> TokenServer {
+        let key = dir.join("token-key.pem");
+        let cert = dir.join("token-cert.pem");
+        openssl(
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-token", "-keyout",
+              key.to_str().unwrap(), "-out", cert.to_str().unwrap()],
+            None,
+        );
+        let der = openssl(&["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"], None);
+        let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [base64_encode(&der)]});
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = json!({
+            "iss": Self::ISSUER, "sub": user, "aud": Self::SERVICE,
+            "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": format!("berth-{now}"),
+            "access": [{"type": "repository", "name": repository, "actions": ["pull", "push"]}],
+        });
+        let signing_input = format!("{}.{}", base64url(header.to_string().as_bytes()), base64url(claims.to_string().as_bytes()));
+        let signature = openssl(&["dgst", "-sha256", "-sign", key.to_str().unwrap()], Some(signing_input.as_bytes()));
+        let token = format!("{signing_input}.{}", base64url(&signature));
+        let expected = format!("Basic {}", base64_encode(format!("{user}:{pass}").as_bytes()));
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut request_line).is_err() {
+                    continue;
+                }
+                let mut authorized = false;
+                loop {
+                    let mut line = String::new();
+                    if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("authorization")
+                    {
+                        authorized = value.trim() == expected;
+                    }
+                }
+                let target = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+                log.lock().unwrap().push((target, authorized));
+                let (status, body) = if authorized {
+                    ("200 OK", json!({"token": token, "access_token": token, "expires_in": 3600}).to_string())
+                } else {
+                    ("401 Unauthorized", r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_string())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        std::fs::rename(&cert, dir.join("token-root.pem")).unwrap();
+        TokenServer { port, seen }
+    }
+
+    /// The registry's `auth:` section trusting this server.
+    fn registry_auth(&self, dir: &Path) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            self.port,
+            Self::SERVICE,
+            Self::ISSUER,
+            dir.join("token-root.pem").display()
+        )
+    }
+}
+
+#[test]
+fn bearer_token_registry_gets_a_token_with_the_hosts_credentials() {
+    skip_unless_ready!();
+    if !Path::new("/usr/bin/openssl").is_file() {
+        eprintln!("SKIP: /usr/bin/openssl missing (needed to sign test tokens)");
+        return;
+    }
+    let e = env();
+    let dir = e.dir.path().join("token");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = TokenServer::start(&dir, "berth", "t0ken-pass", "test/busybox");
+    // `auth:` at the top level, after the `http:` block start_with writes.
+    let reg = Registry::start_with(&e.dir.path().join("reg"), None, &tokens.registry_auth(&dir));
+    reg.push(&e.image.layout, "v1", "test/busybox", Some(("berth", "t0ken-pass")));
+    let reference = format!("{}/test/busybox:v1", reg.host());
+    tokens.seen.lock().unwrap().clear();
+
+    // Without credentials the token server refuses; nothing is stored.
+    let (store, p) = puller(&e.dir.path().join("root0"), Credentials::default());
+    let err = rt().block_on(p.pull(&reference, &[reg.source()], &opts())).unwrap_err();
+    assert!(format!("{err:#}").contains("token server"), "{err:#}");
+    assert!(!store.contains(&e.image.index_digest));
+
+    // With the host's credentials for the registry: a token for the
+    // repository's pull scope, then the whole image.
+    let mut creds = Credentials::default();
+    creds.insert(&reg.host(), Credential { username: "berth".into(), password: "t0ken-pass".into() });
+    let (store, p) = puller(&e.dir.path().join("root1"), creds);
+    rt().block_on(p.pull(&reference, &[reg.source()], &opts())).unwrap();
+    assert_complete(&store, &e.image);
+    let seen = tokens.seen.lock().unwrap().clone();
+    let granted: Vec<_> = seen.iter().filter(|(_, ok)| *ok).collect();
+    assert!(!granted.is_empty(), "no authenticated token request: {seen:?}");
+    for (target, _) in &granted {
+        assert!(target.starts_with("/token?"), "{target}");
+        assert!(target.contains("service=berth-test-registry"), "{target}");
+        assert!(target.contains("scope=repository%3Atest%2Fbusybox%3Apull"), "{target}");
+    }
+}
