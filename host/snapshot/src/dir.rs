@@ -84,12 +84,17 @@ impl DirSnapshotter {
     /// Opens the snapshotter stored under `root` (created 0700 when missing)
     /// and removes what an interrupted operation left there.
     pub fn open(root: &Path, flavor: Flavor) -> Result<DirSnapshotter> {
+        Self::open_with(root, flavor, crate::Durability::EveryChange)
+    }
+
+    /// [`DirSnapshotter::open`] with the given [`crate::Durability`].
+    pub fn open_with(root: &Path, flavor: Flavor, durability: crate::Durability) -> Result<DirSnapshotter> {
         io_context(std::fs::create_dir_all(root), || format!("creating {}", root.display()))?;
         let root = io_context(root.canonicalize(), || format!("resolving {}", root.display()))?;
         private_dir(&root, 0o700)?;
         private_dir(&root.join("s"), 0o700)?;
         private_dir(&root.join("tmp"), 0o700)?;
-        let meta = Metadata::open(&root.join("metadata.redb"))?;
+        let meta = Metadata::open(&root.join("metadata.redb"), durability)?;
         let snapshotter = DirSnapshotter { root, flavor, meta, closed: AtomicBool::new(false), tmp_counter: AtomicU64::new(0) };
         snapshotter.remove_orphans()?;
         Ok(snapshotter)

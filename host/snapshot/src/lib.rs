@@ -30,6 +30,30 @@ pub const SNAPSHOTTERS: &[&str] = &["overlayfs", "fuse-overlayfs", "native"];
 /// Unknown names are `InvalidArgument` naming the known ones; a snapshotter
 /// this host cannot run (no fuse-overlayfs binary...) is `FailedPrecondition`.
 pub fn open(name: &str, root: &Path) -> Result<Arc<dyn Snapshotter>> {
+    open_with(name, root, Durability::EveryChange)
+}
+
+/// When the metadata's changes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Each operation is durable when it returns (containerd's semantics;
+    /// what a long-lived snapshotter such as `berth snapshotter serve` needs).
+    #[default]
+    EveryChange,
+    /// Creations, commits and label updates are durable once the
+    /// snapshotter is closed (its last handle dropped), all at once; removals
+    /// stay durable when they return (the directory goes right after, and a
+    /// record must not outlive it). For a handle kept for a moment: redb's
+    /// close is a durable commit anyway (four fdatasyncs), so a durable
+    /// commit per operation before it only adds one more each. A crash
+    /// before the close loses those changes, consistently: the next open
+    /// finds the records as they were and removes the directories of
+    /// snapshots created meanwhile (no record names them).
+    AtClose,
+}
+
+/// [`open`] with the given [`Durability`].
+pub fn open_with(name: &str, root: &Path, durability: Durability) -> Result<Arc<dyn Snapshotter>> {
     let flavor = match name {
         "overlayfs" | "overlay" => Flavor::overlay_for_host(),
         "fuse-overlayfs" => Flavor::fuse_for_host()?,
@@ -48,7 +72,7 @@ pub fn open(name: &str, root: &Path) -> Result<Arc<dyn Snapshotter>> {
     let deadline = std::time::Instant::now() + OPEN_WAIT;
     let mut pause = std::time::Duration::from_millis(2);
     loop {
-        match DirSnapshotter::open(root, flavor.clone()) {
+        match DirSnapshotter::open_with(root, flavor.clone(), durability) {
             Err(Error::Other(err)) if is_locked(&err) => {
                 if std::time::Instant::now() >= deadline {
                     return Err(Error::Other(err.context(format!(

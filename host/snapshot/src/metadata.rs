@@ -87,10 +87,11 @@ pub(crate) fn validate_labels(labels: &Labels) -> Result<()> {
 
 pub(crate) struct Metadata {
     db: Database,
+    durability: redb::Durability,
 }
 
 impl Metadata {
-    pub fn open(path: &Path) -> Result<Metadata> {
+    pub fn open(path: &Path, durability: crate::Durability) -> Result<Metadata> {
         let db = Database::create(path)
             .with_context(|| format!("opening snapshot metadata {}", path.display()))
             .map_err(Error::Other)?;
@@ -107,7 +108,23 @@ impl Metadata {
             txn.open_table(COUNTERS).map_err(db_error)?;
             txn.commit().map_err(db_error)?;
         }
-        Ok(Metadata { db })
+        let durability = match durability {
+            crate::Durability::EveryChange => redb::Durability::Immediate,
+            // redb's close commits durably whatever came before it.
+            crate::Durability::AtClose => redb::Durability::None,
+        };
+        Ok(Metadata { db, durability })
+    }
+
+    /// A write transaction with this handle's durability.
+    fn begin_write(&self) -> Result<WriteTransaction> {
+        self.begin_write_with(self.durability)
+    }
+
+    fn begin_write_with(&self, durability: redb::Durability) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write().map_err(db_error)?;
+        txn.set_durability(durability).map_err(|e| Error::Other(anyhow::anyhow!("snapshot metadata database: {e}")))?;
+        Ok(txn)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Record>> {
@@ -168,7 +185,7 @@ impl Metadata {
         labels: Labels,
         place: impl FnOnce(u64) -> Result<()>,
     ) -> Result<Record> {
-        let txn = self.db.begin_write().map_err(db_error)?;
+        let txn = self.begin_write()?;
         let record = {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_error)?;
             if snapshots.get(key).map_err(db_error)?.is_some() {
@@ -203,7 +220,7 @@ impl Metadata {
     pub fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<Record> {
         validate_key("name", name)?;
         validate_labels(&labels)?;
-        let txn = self.db.begin_write().map_err(db_error)?;
+        let txn = self.begin_write()?;
         let record = {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_error)?;
             let mut record = match snapshots.get(key).map_err(db_error)? {
@@ -238,8 +255,10 @@ impl Metadata {
     }
 
     /// Forgets `key` (its directory is the caller's to remove after).
+    /// Durable when it returns whatever the handle's durability: the
+    /// directory goes right after, and a record must not outlive it.
     pub fn remove(&self, key: &str) -> Result<Record> {
-        let txn = self.db.begin_write().map_err(db_error)?;
+        let txn = self.begin_write_with(redb::Durability::Immediate)?;
         let record = {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_error)?;
             let record = match snapshots.get(key).map_err(db_error)? {
@@ -273,7 +292,7 @@ impl Metadata {
     /// containerd's UpdateInfo: only labels are mutable.
     pub fn update(&self, info: &Info, fieldpaths: &[String]) -> Result<Record> {
         let key = info.name.as_str();
-        let txn = self.db.begin_write().map_err(db_error)?;
+        let txn = self.begin_write()?;
         let record = {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_error)?;
             let mut record = match snapshots.get(key).map_err(db_error)? {

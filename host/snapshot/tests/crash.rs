@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use berth_snapshot::{Error, Labels, Snapshotter};
+use berth_snapshot::{Durability, Error, Labels, Snapshotter};
 
 const ROOT_ENV: &str = "BERTH_CRASH_ROOT";
 const OP_ENV: &str = "BERTH_CRASH_OP";
@@ -22,8 +22,9 @@ fn crash_child() {
     let (Ok(root), Ok(op), Ok(name)) = (std::env::var(ROOT_ENV), std::env::var(OP_ENV), std::env::var(SNAPSHOTTER_ENV)) else {
         return;
     };
-    let sn = berth_snapshot::open(&name, Path::new(&root)).unwrap();
-    match op.as_str() {
+    let durability = if op.ends_with("-at-close") { Durability::AtClose } else { Durability::EveryChange };
+    let sn = berth_snapshot::open_with(&name, Path::new(&root), durability).unwrap();
+    match op.trim_end_matches("-at-close") {
         "prepare" => drop(sn.prepare("victim", Some("base"), Labels::new()).unwrap()),
         "remove" => sn.remove("doomed").unwrap(),
         other => panic!("unknown op {other}"),
@@ -127,5 +128,43 @@ fn roots_are_private() {
     for path in [root.clone(), root.join("s"), root.join("tmp")] {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{}", path.display());
+    }
+}
+
+/// Durability::AtClose: a kill after a creation returned, before the handle
+/// closed, loses it whole (the records as they were at open, the new
+/// snapshot's directory removed as an orphan); a removal is durable at once;
+/// a close makes the rest durable.
+#[test]
+fn at_close_durability_loses_unclosed_creations_whole_and_keeps_the_rest() {
+    for name in ["native", "overlayfs"] {
+        for (op, step) in [("prepare-at-close", "create-after-commit"), ("remove-at-close", "remove-after-db-commit"), ("remove-at-close", "remove-after-rename")] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            setup(&root, name);
+            crash(&root, name, op, step);
+            let sn = berth_snapshot::open(name, &root).unwrap();
+            check_consistent(&root, sn.as_ref());
+            if op.starts_with("prepare") {
+                assert!(matches!(sn.stat("victim"), Err(Error::NotFound(_))), "{name} {op}: not durable before close");
+                sn.prepare("victim", Some("base"), Labels::new()).unwrap();
+            } else {
+                assert!(matches!(sn.stat("doomed"), Err(Error::NotFound(_))), "{name} {op} at {step}: the removal is durable");
+            }
+            check_consistent(&root, sn.as_ref());
+        }
+        // Closed: durable.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        setup(&root, name);
+        {
+            let sn = berth_snapshot::open_with(name, &root, Durability::AtClose).unwrap();
+            sn.prepare("kept", Some("base"), Labels::new()).unwrap();
+            sn.remove("doomed").unwrap();
+        }
+        let sn = berth_snapshot::open(name, &root).unwrap();
+        sn.stat("kept").unwrap();
+        assert!(matches!(sn.stat("doomed"), Err(Error::NotFound(_))));
+        check_consistent(&root, sn.as_ref());
     }
 }

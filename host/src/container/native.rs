@@ -139,7 +139,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         .with_context(|| format!("image {} is not in berth's store (berth image import/pull it first)", request.image))?;
     let image = berth_content::resolve_image(&content, &record.target, &Platform::host())?;
     let snapshotter_name = choose_snapshotter(&settings, args.snapshotter.as_deref())?;
-    let snapshotter = open_snapshotter(&root, &snapshotter_name)?;
+    // Its changes become durable all at once when it closes (the drop
+    // below, before the container exists): one fdatasync less than a
+    // durable prepare (see berth_snapshot::Durability::AtClose).
+    let snapshot_dir = root.join("snapshots").join(&snapshotter_name);
+    let snapshotter = berth_snapshot::open_with(&snapshotter_name, &snapshot_dir, berth_snapshot::Durability::AtClose)
+        .with_context(|| format!("opening snapshotter {snapshotter_name} at {}", snapshot_dir.display()))?;
     let chain = unpack(&content, &image, snapshotter.as_ref())
         .with_context(|| format!("unpacking {} into {snapshotter_name}", request.image))?;
     let mut labels = berth_snapshot::Labels::new();
