@@ -74,12 +74,11 @@ fn image_config(args: &SpecArgs, global: &GlobalArgs) -> anyhow::Result<berth_sp
         return berth_spec::image::parse_image_config(&text).with_context(|| format!("in {}", path.display()));
     }
     let Some(reference) = args.image.as_deref() else { bail!("give --image-config FILE or --image REF") };
-    let root = global.root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
+    let root = state_root(global)?;
     let content = berth_content::ContentStore::open(&root)
         .with_context(|| format!("cannot open the content store under {}", root.display()))?;
     let images = berth_content::ImageStore::open(&content);
-    let normalized = berth_content::normalize_reference(reference);
-    let record = images.get(&normalized).or_else(|_| images.get(reference)).with_context(|| {
+    let record = images.find(reference).with_context(|| {
         format!("image {reference} is not in {} (import it with `berth image import`)", root.display())
     })?;
     let resolved = berth_content::resolve_image(&content, &record.target, &berth_content::Platform::host())
@@ -105,14 +104,19 @@ fn load_chain(global: &GlobalArgs, flags: &crate::config::plugins::PluginFlags) 
     if mutators.is_empty() {
         return Ok(Vec::new());
     }
-    let root = global.root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
-    let host = plugin_config::plugin_host(&root)?;
+    let host = plugin_config::plugin_host(&crate::container::root_dir(global, &config))?;
     let loaded = plugin_config::load_all(&host, &mutators)?;
     Ok(loaded
         .into_iter()
         .filter(|(_, plugin)| plugin.kind() == PluginKind::SpecMutator)
         .map(|(resolved, plugin)| resolved.chain_entry(plugin))
         .collect())
+}
+
+/// `--root`, else `[worker] root`, else the default: where `berth run` looks.
+fn state_root(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    let (config, _) = crate::config::Config::load(global.config.as_deref())?;
+    Ok(crate::container::root_dir(global, &config))
 }
 
 /// The host facts `berth spec` assembles with: this machine's /dev and
@@ -270,6 +274,15 @@ mod tests {
         ])
         .unwrap_err();
         assert!(format!("{err:#}").contains("nope:1"), "{err:#}");
+
+        // No --root: `[worker] root` is where the store is, as for berth run.
+        let worker_config = root.path().join("worker.toml");
+        std::fs::write(&worker_config, format!("[worker]\nroot = \"{}\"\n", root.path().display())).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        run(&["--config", worker_config.to_str().unwrap(), "spec", "--image", "example.com/app:1", "-o", out.to_str().unwrap()])
+            .unwrap();
+        let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(spec["process"]["args"], serde_json::json!(["/ep", "c"]));
     }
 
     #[test]
