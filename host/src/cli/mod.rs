@@ -18,6 +18,7 @@ pub mod run;
 pub mod runtime;
 pub mod snapshot;
 pub mod spec;
+pub mod worker;
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, clap::Args)]
@@ -74,6 +75,9 @@ pub enum Command {
     /// runc-compatible OCI runtime over berth's executor (for containerd's
     /// shim `BinaryName`, podman `--runtime`); also reachable as a link named `berth-runc`.
     Runtime(runtime::RuntimeArgs),
+    /// This worker: id, labels, platforms, snapshotter, network, GC policy
+    /// (`buildctl debug workers -v`).
+    Worker(worker::WorkerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(&cli.global, *args),
         Command::Gc(args) => gc::run(&cli.global, &args),
+        Command::Worker(args) => worker::run(&cli.global, args),
         Command::Runtime(args) => runtime::main(&cli.global, args),
         Command::Ps(args) => run::ps(&cli.global, args),
         Command::Kill(args) => run::kill(&cli.global, args),
