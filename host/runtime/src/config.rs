@@ -68,4 +68,7 @@ pub struct InitConfig {
     pub state_json: String,
     /// Descriptor of a connected console socket (process.terminal).
     pub console_fd: Option<i32>,
+    /// AppArmor profile / SELinux labels, checked against the host by the parent.
+    #[serde(default)]
+    pub lsm: crate::lsm::Plan,
 }

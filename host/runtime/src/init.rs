@@ -15,8 +15,8 @@
 //!   Go ─────────────────────────────────────────────────────▶  createContainer, pivot_root,
 //!                                                               rlimits, user, caps, cwd
 //!   ◀────────────────────────────────────────────────────────  Ready; block on exec.fifo
-//!   start: read exec.fifo ───────────────────────────────────▶  startContainer, nnp, seccomp,
-//!                                                               close_range, execve
+//!   start: read exec.fifo ───────────────────────────────────▶  startContainer, LSM attr/exec,
+//!                                                               nnp, seccomp, close_range, execve
 //! ```
 //!
 //! CVE-2019-5736: the helper marks itself non-dumpable before it joins or
@@ -205,6 +205,10 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
         let hooks = cfg.spec.hooks().clone().unwrap_or_default();
         hooks::run(hooks.start_container().as_deref().unwrap_or_default(), &cfg.state_json, "startContainer")?;
     }
+    // AppArmor profile / SELinux label for the execve below: after the hooks
+    // (their exec would take it), before no_new_privs and the seccomp filter
+    // loaded with it (runc also writes these before both).
+    crate::lsm::apply(&cfg.lsm, &mut crate::lsm::ProcAttr)?;
     if nnp {
         // SAFETY: prctl on ourselves.
         cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).context("no_new_privs")?;

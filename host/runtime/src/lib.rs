@@ -13,6 +13,7 @@ pub mod cloned_binary;
 pub mod config;
 pub mod hooks;
 pub mod init;
+pub mod lsm;
 pub mod mounts;
 pub mod native;
 pub mod oci_runtime;

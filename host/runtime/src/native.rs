@@ -223,6 +223,8 @@ impl NativeExecutor {
     fn create_inner(&self, id: &str, bundle: &Bundle, stdio: Stdio, cleanup: &mut Cleanup) -> anyhow::Result<i32> {
         let spec = &bundle.spec;
         let linux = spec.linux().clone().unwrap_or_default();
+        // Before anything exists: a profile/label the host cannot apply fails here.
+        let lsm = crate::lsm::plan(spec.process().as_ref(), linux.mount_label().as_deref(), &crate::lsm::Host)?;
         let (clone_flags, join) = namespaces(spec)?;
         if clone_flags & libc::CLONE_NEWNS == 0 {
             bail!("the spec must ask for a new mount namespace");
@@ -280,6 +282,7 @@ impl NativeExecutor {
             cgroup_views: cg.views(),
             state_json: state_of(&rec, ContainerState::Creating),
             console_fd: None,
+            lsm,
         };
         crate::become_subreaper()?;
         let (child, sock, console_fd) = self.spawn_helper(stdio)?;
@@ -471,6 +474,8 @@ impl Executor for NativeExecutor {
             }
         }
         let linux = spec.linux().clone().unwrap_or_default();
+        // The exec'd process's own profile/label (the mounts exist already).
+        let lsm = crate::lsm::plan(Some(process), None, &crate::lsm::Host).map_err(anyhow::Error::new)?;
         let compiled = linux.seccomp().as_ref().map(|p| seccomp::compile_cached_in(p, Some(&self.root.join(seccomp::CACHE_DIR)))).transpose().context("seccomp profile")?;
         let cfg = InitConfig {
             mode: Mode::Exec,
@@ -489,6 +494,7 @@ impl Executor for NativeExecutor {
             cgroup_views: vec![],
             state_json: String::new(),
             console_fd: None,
+            lsm,
         };
         crate::become_subreaper()?;
         let (mut child, sock, console_fd) = self.spawn_helper(stdio)?;

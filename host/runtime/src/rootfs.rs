@@ -72,7 +72,13 @@ impl RootfsSetup {
     pub fn from_config(cfg: &InitConfig) -> Result<RootfsSetup> {
         let spec = &cfg.spec;
         let linux = spec.linux().clone().unwrap_or_default();
-        let mounts = spec.mounts().iter().flatten().map(mounts::plan).collect::<Result<Vec<_>>>()?;
+        let mut mounts = spec.mounts().iter().flatten().map(mounts::plan).collect::<Result<Vec<_>>>()?;
+        if let Some(label) = &cfg.lsm.mount_label {
+            // SELinux (checked by the parent): tmpfs, devpts... carry the container's file label.
+            for m in mounts.iter_mut().filter(|m| crate::lsm::takes_mount_label(&m.fstype, m.bind)) {
+                m.data = crate::lsm::with_mount_label(&m.data, label);
+            }
+        }
         let mut devices = default_devices();
         for d in linux.devices().iter().flatten() {
             use oci_spec::runtime::LinuxDeviceType as T;
@@ -636,6 +642,7 @@ mod tests {
             cgroup_views: vec![],
             state_json: String::new(),
             console_fd: None,
+            lsm: Default::default(),
         }
     }
 
@@ -677,6 +684,21 @@ mod tests {
         let ro = index(&steps, "ro /proc/sys");
         assert!(pivot < sysctl && sysctl < mask && mask < ro);
         assert_eq!(steps.last().unwrap(), "ro-root");
+    }
+
+    #[test]
+    fn a_mount_label_reaches_tmpfs_and_devpts_but_not_proc_sysfs_mqueue_or_binds() {
+        let mut cfg = config(oci_spec::runtime::Spec::default());
+        cfg.lsm.mount_label = Some("system_u:object_r:container_file_t:s0:c1,c2".into());
+        let setup = RootfsSetup::from_config(&cfg).unwrap();
+        let data = |dest: &str| setup.mounts.iter().find(|m| m.destination == Path::new(dest)).unwrap().data.clone();
+        let ctx = "context=\"system_u:object_r:container_file_t:s0:c1,c2\"";
+        assert!(data("/dev").ends_with(ctx) && data("/dev/shm").ends_with(ctx) && data("/dev/pts").ends_with(ctx));
+        for plain in ["/proc", "/sys", "/dev/mqueue"] {
+            assert!(!data(plain).contains("context="), "{plain}: {}", data(plain));
+        }
+        let unlabelled = RootfsSetup::from_config(&config(oci_spec::runtime::Spec::default())).unwrap();
+        assert!(unlabelled.mounts.iter().all(|m| !m.data.contains("context=")));
     }
 
     #[test]

@@ -565,3 +565,55 @@ fn v2_device_program_confines_a_container() {
     // The default /dev's null is allowed, kmsg refused by the v2 program.
     assert!(out.starts_with("NULL_OK\n") && out.ends_with("Operation not permitted\nKMSG_DENIED\n"), "{out:?}");
 }
+
+fn with_apparmor(script: &str, profile: &str) -> oci_spec::runtime::Spec {
+    let mut s = spec(script);
+    s.process_mut().as_mut().unwrap().set_apparmor_profile(Some(profile.into()));
+    s
+}
+
+/// process.apparmorProfile: without AppArmor on the host, a named profile fails
+/// create with an error naming it, before a cgroup, state dir or mount exists;
+/// "unconfined" runs. With AppArmor, the container's process runs in the profile.
+#[test]
+fn apparmor_profile_is_applied_or_refused_naming_it() {
+    use berth_runtime::lsm::HostLsm as _;
+    require_root!();
+    let e = env();
+    let ex = e.native();
+    let r = run(&ex, &e, with_apparmor("cat /proc/self/attr/current 2>/dev/null; echo ran", "unconfined")).unwrap();
+    assert_eq!(r.status, ExitStatus::Exited(0), "{r:?}");
+    assert!(r.stdout.ends_with("ran\n"), "{r:?}");
+    if !berth_runtime::lsm::Host.apparmor_enabled() {
+        let id = unique("apparmor");
+        let err = ex.create(&id, &e.bundle(with_apparmor("true", "berth-test")), Stdio::Null).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("\"berth-test\"") && err.contains("AppArmor is not enabled") && err.contains(&id), "{err}");
+        assert!(!ex.root.join(&id).exists(), "state directory left");
+        for ctrl in ["memory", "pids", "cpu", "devices"] {
+            let dir = std::path::Path::new("/sys/fs/cgroup").join(ctrl).join("berth").join(&id);
+            assert!(!dir.exists(), "cgroup left: {}", dir.display());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&id), "a mount of {id} was left");
+        return;
+    }
+    // AppArmor is enabled here: load a small profile and look from inside.
+    let Some(parser) = common::which("apparmor_parser") else {
+        eprintln!("skipped the confined case: AppArmor is enabled but apparmor_parser is not installed to load a test profile");
+        return;
+    };
+    let profile = e.tmp.path().join("berth-test.apparmor");
+    std::fs::write(&profile, "profile berth-test flags=(attach_disconnected,mediate_deleted) {\n  file,\n  capability,\n  network,\n  signal,\n  ptrace,\n}\n")
+        .unwrap();
+    let load = std::process::Command::new(&parser).arg("-r").arg(&profile).output().unwrap();
+    if !load.status.success() {
+        eprintln!("skipped the confined case: apparmor_parser -r failed: {}", String::from_utf8_lossy(&load.stderr));
+        return;
+    }
+    let r = run(&ex, &e, with_apparmor("cat /proc/self/attr/current", "berth-test"));
+    let _ = std::process::Command::new(&parser).arg("-R").arg(&profile).status();
+    let r = r.unwrap();
+    assert_eq!(r.status, ExitStatus::Exited(0), "{r:?}");
+    assert!(r.stdout.starts_with("berth-test"), "{r:?}");
+}
