@@ -68,6 +68,8 @@ pub enum Command {
     Kill(run::KillArgs),
     /// Remove containers (their snapshot, cgroup and state).
     Rm(run::RmArgs),
+    /// Run a command in a running container (its env, user, capabilities).
+    Exec(run::ExecArgs),
     /// Print what a detached container wrote.
     Logs(run::LogsArgs),
     /// Remove content and snapshots nothing references (images, leases, gc.root).
@@ -106,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, *args),
         Command::Gc(args) => gc::run(&cli.global, &args),
         Command::Worker(args) => worker::run(&cli.global, args),
+        Command::Exec(args) => run::exec(&cli.global, args),
         Command::Runtime(args) => runtime::main(&cli.global, args),
         Command::Ps(args) => run::ps(&cli.global, args),
         Command::Kill(args) => run::kill(&cli.global, args),

@@ -117,6 +117,25 @@ pub struct RmArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Environment KEY=VALUE added to the container's (repeatable).
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// Working directory (default: the container's).
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// UID[:GID] (default: the container's user).
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct LogsArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -265,6 +284,23 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
+    }
+}
+
+pub fn exec(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    match args.backend.backend {
+        BackendKind::Native => {
+            let request = crate::container::native::ExecRequest {
+                args: args.command,
+                env: args.env,
+                cwd: args.workdir,
+                user: args.user,
+            };
+            crate::container::native::exec(global, &args.id, &request)
+        }
+        BackendKind::Containerd => {
+            bail!("berth exec --backend containerd is not supported yet: use `ctr --namespace {} task exec`", args.backend.namespace)
+        }
     }
 }
 

@@ -179,6 +179,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         super::network::join(&settings.config.worker.network, &request.id, &mut spec)?;
         let bundle = Bundle { dir: bundle_dir, spec, rootfs };
         let executor = executor(&root, &executor_name)?;
+        // The spec as created: `berth exec` starts from its process.
+        std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&bundle.spec)?)?;
         executor.create(&request.id, &bundle, Stdio::Inherit)?;
         let status = (|| {
             executor.start(&request.id)?;
@@ -322,4 +324,117 @@ fn unpack(content: &ContentStore, image: &berth_content::ResolvedImage, snapshot
         return Ok(None);
     }
     Ok(Some(berth_unpack::unpack_image(content, image, snapshotter, &berth_unpack::UnpackOptions::default())?))
+}
+
+/// What `berth exec` asks for on top of the container's own process.
+#[derive(Debug, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    /// `UID[:GID]`.
+    pub user: Option<String>,
+}
+
+/// The container's process (from the spec it was created with) with the
+/// request applied, as `runc exec` and `ctr task exec` do: same env,
+/// capabilities, rlimits, user unless asked otherwise; never a terminal.
+pub fn exec_process(spec: &oci_spec::runtime::Spec, request: &ExecRequest) -> anyhow::Result<oci_spec::runtime::Process> {
+    let mut process = spec.process().clone().context("the container's spec has no process")?;
+    if request.args.is_empty() {
+        bail!("berth exec needs a command");
+    }
+    process.set_args(Some(request.args.clone()));
+    process.set_terminal(Some(false));
+    if !request.env.is_empty() {
+        let mut env = process.env().clone().unwrap_or_default();
+        for pair in &request.env {
+            let key = pair.split_once('=').map(|(k, _)| k).filter(|k| !k.is_empty());
+            let Some(key) = key else { bail!("--env {pair:?}: expected KEY=VALUE") };
+            env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key));
+            env.push(pair.clone());
+        }
+        process.set_env(Some(env));
+    }
+    if let Some(cwd) = &request.cwd {
+        if !cwd.starts_with('/') {
+            bail!("--workdir {cwd:?} is not an absolute path");
+        }
+        process.set_cwd(cwd.into());
+    }
+    if let Some(user) = &request.user {
+        let (uid, gid) = match user.split_once(':') {
+            Some((uid, gid)) => (uid, Some(gid)),
+            None => (user.as_str(), None),
+        };
+        let mut spec_user = process.user().clone();
+        spec_user.set_uid(uid.parse().with_context(|| format!("--user {user:?}: the uid is not a number"))?);
+        if let Some(gid) = gid {
+            spec_user.set_gid(gid.parse().with_context(|| format!("--user {user:?}: the gid is not a number"))?);
+        }
+        spec_user.set_additional_gids(None);
+        process.set_user(spec_user);
+    }
+    Ok(process)
+}
+
+/// `berth exec`: a process in a running container; its exit code.
+pub fn exec(global: &GlobalArgs, id: &str, request: &ExecRequest) -> anyhow::Result<ExitCode> {
+    let root = root_of(global)?;
+    let record = load_record(&root, id)?;
+    let spec_path = root.join("bundles").join(id).join("config.json");
+    let spec: oci_spec::runtime::Spec = serde_json::from_slice(
+        &std::fs::read(&spec_path).with_context(|| format!("container {id}: reading its spec {}", spec_path.display()))?,
+    )
+    .with_context(|| format!("container {id}: parsing {}", spec_path.display()))?;
+    let process = exec_process(&spec, request)?;
+    let executor = executor(&root, &record.executor)?;
+    let state = executor.state(id).with_context(|| format!("container {id}"))?;
+    if !matches!(state.status(), oci_spec::runtime::ContainerState::Running) {
+        bail!("container {id} is {}, not running", format!("{:?}", state.status()).to_lowercase());
+    }
+    let pid = executor.exec(id, &process, Stdio::Inherit).with_context(|| format!("exec in container {id}"))?;
+    let status = executor.wait_exec(pid)?;
+    Ok(crate::cli::run::exit_code(status.code() as u32))
+}
+
+#[cfg(test)]
+mod exec_tests {
+    use super::*;
+
+    fn spec() -> oci_spec::runtime::Spec {
+        let mut spec = oci_spec::runtime::Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        process.set_env(Some(vec!["PATH=/bin".into(), "A=1".into()]));
+        spec.set_process(Some(process));
+        spec
+    }
+
+    #[test]
+    fn exec_starts_from_the_containers_process() {
+        let request = ExecRequest {
+            args: vec!["sh".into()],
+            env: vec!["A=2".into(), "B=3".into()],
+            cwd: Some("/srv".into()),
+            user: Some("7:8".into()),
+        };
+        let process = exec_process(&spec(), &request).unwrap();
+        assert_eq!(process.args().as_deref(), Some(&["sh".to_string()][..]));
+        assert_eq!(process.env().as_deref(), Some(&["PATH=/bin".to_string(), "A=2".into(), "B=3".into()][..]));
+        assert_eq!(process.cwd().to_str(), Some("/srv"));
+        assert_eq!((process.user().uid(), process.user().gid()), (7, 8));
+        assert_eq!(process.terminal(), Some(false));
+        // Capabilities and the rest stay the container's.
+        assert_eq!(process.capabilities(), spec().process().as_ref().unwrap().capabilities());
+    }
+
+    #[test]
+    fn bad_requests_say_which_flag() {
+        let bad = |request: ExecRequest| format!("{:#}", exec_process(&spec(), &request).unwrap_err());
+        assert!(bad(ExecRequest::default()).contains("needs a command"));
+        let args = || vec!["true".to_string()];
+        assert!(bad(ExecRequest { args: args(), env: vec!["NOEQ".into()], ..Default::default() }).contains("--env"));
+        assert!(bad(ExecRequest { args: args(), cwd: Some("rel".into()), ..Default::default() }).contains("--workdir"));
+        assert!(bad(ExecRequest { args: args(), user: Some("root".into()), ..Default::default() }).contains("--user"));
+    }
 }
