@@ -20,6 +20,7 @@ use crate::config::Config;
 pub mod native;
 pub mod network;
 pub mod plugins;
+pub mod security;
 
 /// What the user asked to run.
 #[derive(Debug, Clone)]
@@ -102,7 +103,7 @@ pub fn go_arch() -> &'static str {
     }
 }
 
-/// Default spec, image config, then the spec-mutator chain.
+/// Default spec, image config, the worker's security keys, then the spec-mutator chain.
 pub fn assemble_spec(
     settings: &Settings,
     request: &ContainerRequest,
@@ -121,8 +122,9 @@ pub fn assemble_spec(
         default_unix_devices: true,
     };
     let chain = settings.plugins.spec_chain()?;
-    berth_spec::assemble(&spec_request, &chain, &spec_host_facts())
-        .with_context(|| format!("assembling the spec of container {}", request.id))
+    // [worker] apparmor-profile / selinux / rootless: checked, then the profile
+    // set before the chain (a plugin's choice wins).
+    security::assemble(&settings.config.worker, &security::HostSecurity::probe(), &spec_request, &chain, &spec_host_facts())
 }
 
 /// An OCI layout (temporary directory) holding the host-platform image
