@@ -617,3 +617,57 @@ fn apparmor_profile_is_applied_or_refused_naming_it() {
     assert_eq!(r.status, ExitStatus::Exited(0), "{r:?}");
     assert!(r.stdout.starts_with("berth-test"), "{r:?}");
 }
+
+/// An exec'd process's own apparmorProfile is checked like the init's: on a
+/// host without AppArmor a named profile is refused naming it, and the
+/// container goes on running; "unconfined" execs.
+#[test]
+fn exec_with_an_apparmor_profile_is_checked_too() {
+    use berth_runtime::lsm::HostLsm as _;
+    require_root!();
+    if berth_runtime::lsm::Host.apparmor_enabled() {
+        eprintln!("skipped: AppArmor is enabled here (the refusal needs a host without it; the confined case is tested above)");
+        return;
+    }
+    let e = env();
+    let ex = e.native();
+    let id = unique("aa-exec");
+    ex.create(&id, &e.bundle(spec("sleep 100")), Stdio::Null).unwrap();
+    ex.start(&id).unwrap();
+    let mut p = spec("").process().clone().unwrap();
+    p.set_args(Some(vec!["/bin/true".into()]));
+    p.set_apparmor_profile(Some("berth-test".into()));
+    let err = format!("{:#}", ex.exec(&id, &p, Stdio::Null).unwrap_err());
+    assert!(err.contains("\"berth-test\"") && err.contains("AppArmor is not enabled"), "{err}");
+    assert_eq!(ex.state(&id).unwrap().status(), &ContainerState::Running);
+    p.set_apparmor_profile(Some("unconfined".into()));
+    let pid = ex.exec(&id, &p, Stdio::Null).unwrap();
+    assert_eq!(ex.wait_exec(pid).unwrap(), ExitStatus::Exited(0));
+    ex.delete(&id, true).unwrap();
+}
+
+/// process.selinuxLabel and linux.mountLabel on a host without SELinux fail
+/// create naming the field and the label, leaving no state dir behind.
+#[test]
+fn selinux_labels_without_selinux_fail_create_naming_them() {
+    use berth_runtime::lsm::HostLsm as _;
+    require_root!();
+    if berth_runtime::lsm::Host.selinux_enabled() {
+        eprintln!("skipped: SELinux is enabled here (labels would need the policy's container contexts)");
+        return;
+    }
+    let e = env();
+    let ex = e.native();
+    let mut s = spec("true");
+    s.process_mut().as_mut().unwrap().set_selinux_label(Some("system_u:system_r:container_t:s0:c1,c2".into()));
+    let id = unique("selinux");
+    let err = format!("{:#}", ex.create(&id, &e.bundle(s), Stdio::Null).unwrap_err());
+    assert!(err.contains("process.selinuxLabel") && err.contains("container_t") && err.contains("SELinux is not enabled"), "{err}");
+    assert!(!ex.root.join(&id).exists());
+    let mut s = spec("true");
+    let mut linux = s.linux().clone().unwrap();
+    linux.set_mount_label(Some("system_u:object_r:container_file_t:s0:c1,c2".into()));
+    s.set_linux(Some(linux));
+    let err = format!("{:#}", ex.create(&unique("selinux"), &e.bundle(s), Stdio::Null).unwrap_err());
+    assert!(err.contains("linux.mountLabel") && err.contains("container_file_t"), "{err}");
+}
