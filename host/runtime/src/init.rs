@@ -154,7 +154,8 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
             bail!("a new mount namespace is required");
         }
         let setup = RootfsSetup::from_config(cfg)?;
-        let mut syscalls = LinuxSyscall { userns: cfg.clone_flags & libc::CLONE_NEWUSER != 0 };
+        let mut syscalls =
+            LinuxSyscall { userns: cfg.clone_flags & libc::CLONE_NEWUSER != 0, mount_label: cfg.lsm.mount_label.clone() };
         let hooks = cfg.spec.hooks().clone().unwrap_or_default();
         setup_rootfs(&setup, &mut syscalls, &mut || {
             let runtime_side = hooks.prestart().iter().flatten().count() + hooks.create_runtime().iter().flatten().count();

@@ -148,9 +148,21 @@ pub fn apply(plan: &Plan, w: &mut dyn AttrWriter) -> anyhow::Result<()> {
 
 /// Filesystems that get `context=<mount label>` (runc's choice: not proc,
 /// sysfs or cgroup, whose labels come from policy, nor mqueue, whose
-/// superblock exists before the mount; never a bind mount).
+/// superblock exists before the mount: its root gets [`set_file_label`];
+/// never a bind mount).
 pub fn takes_mount_label(fstype: &str, bind: bool) -> bool {
     !bind && !matches!(fstype, "proc" | "sysfs" | "mqueue" | "cgroup" | "cgroup2" | "")
+}
+
+/// Sets a file's SELinux label (`security.selinux`), following `path` (a
+/// `/proc/self/fd/N` of an `O_PATH` descriptor reaches the file it holds).
+pub fn set_file_label(path: &Path, label: &str) -> io::Result<()> {
+    let c = crate::sys::cstr(path)?;
+    // SAFETY: valid C strings and a buffer of the given length.
+    crate::sys::cvt(unsafe {
+        libc::setxattr(c.as_ptr(), c"security.selinux".as_ptr(), label.as_ptr().cast(), label.len(), 0)
+    })?;
+    Ok(())
 }
 
 /// Mount data with the SELinux context option added.

@@ -213,6 +213,10 @@ pub struct LinuxSyscall {
     /// In a new user namespace: device nodes are bind-mounted from the host
     /// (mknod is not allowed there).
     pub userns: bool,
+    /// SELinux `linux.mountLabel` (checked by the parent): the label of the
+    /// cgroup v1 tmpfs and of mqueue mounts (tmpfs/devpts... get it as
+    /// `context=` in their plans, [`RootfsSetup::from_config`]).
+    pub mount_label: Option<String>,
 }
 
 fn is_errno(e: &io::Error, errno: i32) -> bool {
@@ -319,12 +323,16 @@ impl LinuxSyscall {
             return Ok(());
         }
         // cgroup v1: a tmpfs with one directory per hierarchy.
+        let data = match &self.mount_label {
+            Some(label) => crate::lsm::with_mount_label("mode=755", label),
+            None => "mode=755".to_string(),
+        };
         sys::mount(
             Some("tmpfs"),
             &fd_path(&dest),
             Some("tmpfs"),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some("mode=755"),
+            Some(&data),
         )
         .with_context(|| format!("mount tmpfs at {}", m.destination.display()))?;
         for v in views {
@@ -437,6 +445,12 @@ impl Syscall for LinuxSyscall {
                     self.remount_bind(&fd_path(&t), libc::MS_RDONLY | m.flags).with_context(what)?;
                 }
                 Err(e) => return Err(e).with_context(what),
+            }
+            if let (Some(label), "mqueue") = (&self.mount_label, m.fstype.as_str()) {
+                // The IPC namespace's mqueue superblock exists before this mount
+                // (no context= option): label its root instead, as runc does.
+                let t = open_in_root(&root, &rel(&m.destination), libc::O_PATH).with_context(what)?;
+                crate::lsm::set_file_label(&fd_path(&t), label).with_context(what)?;
             }
         }
         if m.propagation != 0 {
