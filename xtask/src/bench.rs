@@ -80,8 +80,14 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
         state = q(&state),
         work = q(&work),
     );
+    // The figures depend on what else runs (shared CI machines): the load
+    // average before and after is part of the result.
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let load_before = load();
     crate::run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))?;
+    let load_after = load();
     let table = std::fs::read_to_string(&result).with_context(|| format!("reading {}", result.display()))?;
     println!("{table}");
+    println!("load average (1, 5, 15 min) before: {load_before}; after: {load_after}; {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     Ok(())
 }
