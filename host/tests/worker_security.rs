@@ -67,6 +67,12 @@ fn check_refusals(berth: &Berth, backend: &[&str], what: &str) {
     assert!(!out.status.success() && text(&out).contains("worker.selinux"), "{what}: {}", text(&out));
     let out = run(&["--worker-rootless", "true"], &["true"]);
     assert!(!out.status.success() && text(&out).contains("worker.rootless"), "{what}: {}", text(&out));
+    // Detached: refused by the command itself (not only in the child's log).
+    let mut args = vec!["run", "-d"];
+    args.extend(backend);
+    args.extend(["--worker-selinux", "true", "box", "true"]);
+    let out = berth.run(&args);
+    assert!(!out.status.success() && text(&out).contains("worker.selinux"), "{what} -d: {}", text(&out));
 }
 
 #[test]

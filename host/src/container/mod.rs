@@ -64,6 +64,9 @@ impl Settings {
         if let Some(mode) = args.net {
             settings.config.worker.network.mode = mode;
         }
+        // Worker keys this host cannot honour: refused before any work (and
+        // by this process, not a detached child's log); assemble_spec checks too.
+        security::check_worker(&settings.config.worker, &security::HostSecurity::probe())?;
         Ok(settings)
     }
 
