@@ -1,13 +1,13 @@
 //! Conversions between wasmtime's generated WIT types and the native types
-//! (berth-spec's [`Adjustment`]/[`ContainerView`], [`crate::types`]).
+//! (berth-spec's [`Adjustment`], [`crate::types`]); the container view goes in
+//! through [`crate::lower`] instead.
 //!
 //! Host -> plugin conversions are total. Plugin -> host conversions also
 //! check what the WIT types cannot express (absolute paths, capability
 //! names, JSON seccomp profiles...): a plugin's answer is untrusted input.
 
 use berth_spec::adjustment as adj;
-use berth_spec::view;
-use berth_spec::{Adjustment, ContainerView};
+use berth_spec::Adjustment;
 
 use crate::bindings::wit;
 use crate::types::{self, HostFacts, PluginError, PluginInfo, ResolveRequest, SnapshotterChoice, Source};
@@ -36,7 +36,7 @@ pub(crate) fn plugin_error_from_wit(err: wit::PluginError) -> PluginError {
 // spec-mutator: view in
 // ---------------------------------------------------------------------------
 
-fn ns_kind_to_wit(kind: adj::NamespaceKind) -> wit::NamespaceKind {
+pub(crate) fn ns_kind_to_wit(kind: adj::NamespaceKind) -> wit::NamespaceKind {
     match kind {
         adj::NamespaceKind::Pid => wit::NamespaceKind::Pid,
         adj::NamespaceKind::Network => wit::NamespaceKind::Network,
@@ -59,56 +59,6 @@ fn ns_kind_from_wit(kind: wit::NamespaceKind) -> adj::NamespaceKind {
         wit::NamespaceKind::User => adj::NamespaceKind::User,
         wit::NamespaceKind::Cgroup => adj::NamespaceKind::Cgroup,
         wit::NamespaceKind::Time => adj::NamespaceKind::Time,
-    }
-}
-
-fn mount_to_wit(m: &adj::Mount) -> wit::Mount {
-    wit::Mount {
-        destination: m.destination.clone(),
-        type_: m.kind.clone(),
-        source: m.source.clone(),
-        options: m.options.clone(),
-    }
-}
-
-pub(crate) fn view_to_wit(v: &ContainerView) -> wit::ContainerView {
-    let ic = &v.image_config;
-    let p = &v.process;
-    wit::ContainerView {
-        id: v.id.clone(),
-        image: v.image.clone(),
-        image_config: wit::ImageConfig {
-            user: ic.user.clone(),
-            env: ic.env.clone(),
-            entrypoint: ic.entrypoint.clone(),
-            cmd: ic.cmd.clone(),
-            working_dir: ic.working_dir.clone(),
-            labels: kv_to_wit(&ic.labels),
-            stop_signal: ic.stop_signal.clone(),
-            exposed_ports: ic.exposed_ports.clone(),
-            volumes: ic.volumes.clone(),
-        },
-        options: kv_to_wit(&v.options),
-        annotations: kv_to_wit(&v.annotations),
-        process: wit::ProcessView {
-            args: p.args.clone(),
-            env: p.env.clone(),
-            cwd: p.cwd.clone(),
-            uid: p.uid,
-            gid: p.gid,
-            additional_gids: p.additional_gids.clone(),
-            terminal: p.terminal,
-            capabilities: p.capabilities.clone(),
-            no_new_privileges: p.no_new_privileges,
-        },
-        hostname: v.hostname.clone(),
-        readonly_rootfs: v.readonly_rootfs,
-        mounts: v.mounts.iter().map(mount_to_wit).collect(),
-        namespaces: v
-            .namespaces
-            .iter()
-            .map(|n: &view::NamespaceView| wit::Namespace { kind: ns_kind_to_wit(n.kind), path: n.path.clone() })
-            .collect(),
     }
 }
 

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Instance, InstancePre, Linker, TypedFunc};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::bindings::{mutator, resolver, selector, wit_host, WIT_VERSION};
+use crate::bindings::{wit, wit_host, WIT_VERSION};
 use crate::convert;
+use crate::lower;
 use crate::error::{CallError, LoadError};
 use crate::sandbox::State;
 use crate::types::{HostFacts, PluginInfo, PluginKind, ResolveRequest, SnapshotterChoice, Source};
@@ -242,24 +243,16 @@ impl PluginHost {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let (component, cache) = self.compile(&bytes, &digest, &path)?;
 
-        let (kind, wit_version) = detect_kind(&self.engine, &component, &path)?;
+        let (kind, wit_version, export) = detect_kind(&self.engine, &component, &path)?;
         if let Some(expected) = req.kind
             && expected != kind
         {
             return Err(LoadError::KindMismatch { path, expected, actual: kind });
         }
 
-        let link = |e: wasmtime::Error| LoadError::Link { path: path.clone(), detail: format!("{e}") };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(link)?;
-        let pre = match kind {
-            PluginKind::SpecMutator => Pre::Mutator(mutator::SpecMutatorPre::new(instance_pre).map_err(link)?),
-            PluginKind::SnapshotterSelector => {
-                Pre::Selector(selector::SnapshotterSelectorPre::new(instance_pre).map_err(link)?)
-            }
-            PluginKind::SourceResolver => {
-                Pre::Resolver(resolver::SourceResolverPre::new(instance_pre).map_err(link)?)
-            }
-        };
+        let link = |detail: String| LoadError::Link { path: path.clone(), detail };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| link(format!("{e}")))?;
+        let pre = Pre::new(instance_pre, kind, &export).map_err(link)?;
 
         let mut inner = Inner {
             name: Arc::from(req.name.as_str()),
@@ -276,6 +269,17 @@ impl PluginHost {
             cache,
             load_time: Duration::ZERO,
         };
+        // The first instance also checks the exports' types against the
+        // ones every later call assumes (`Pre::typed`).
+        let checked = inner.call(|store| {
+            let instance = inner.pre.instance_pre.instantiate(&mut *store)?;
+            Ok(Ok(inner.pre.check_types(&mut *store, &instance, kind)))
+        });
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(detail)) => return Err(link(detail)),
+            Err(source) => return Err(LoadError::Info { path: path.clone(), source }),
+        }
         inner.info = inner.call_info().map_err(|source| LoadError::Info { path: path.clone(), source })?;
         inner.load_time = started.elapsed();
         tracing::debug!(
@@ -404,7 +408,8 @@ fn read_wasm(path: &Path) -> Result<Vec<u8>, LoadError> {
     fs::read(path).map_err(read)
 }
 
-fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(PluginKind, String), LoadError> {
+/// The plugin's kind, WIT version and the name of the interface it exports.
+fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(PluginKind, String, String), LoadError> {
     let ty = component.component_type();
     let mut names = Vec::new();
     let mut found = Vec::new();
@@ -413,9 +418,9 @@ fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(P
         for kind in PluginKind::ALL {
             let Some(rest) = name.strip_prefix(kind.export_interface()) else { continue };
             if rest.is_empty() {
-                found.push((kind, String::new()));
+                found.push((kind, String::new(), name.to_string()));
             } else if let Some(version) = rest.strip_prefix('@') {
-                found.push((kind, version.to_string()));
+                found.push((kind, version.to_string(), name.to_string()));
             }
         }
     }
@@ -423,7 +428,7 @@ fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(P
     match found.len() {
         0 => Err(LoadError::NotAPlugin { path: path.to_path_buf(), exports }),
         1 => {
-            let (kind, version) = found.pop().expect("one element");
+            let (kind, version, export) = found.pop().expect("one element");
             if !SUPPORTED_WIT_VERSIONS.contains(&version.as_str()) {
                 let version = if version.is_empty() { "(unversioned)".to_string() } else { version };
                 return Err(LoadError::IncompatibleWit {
@@ -432,16 +437,75 @@ fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(P
                     host: "berth:plugin@0.1.0",
                 });
             }
-            Ok((kind, version))
+            Ok((kind, version, export))
         }
         _ => Err(LoadError::Ambiguous { path: path.to_path_buf(), exports }),
     }
 }
 
-enum Pre {
-    Mutator(mutator::SpecMutatorPre<State>),
-    Selector(selector::SnapshotterSelectorPre<State>),
-    Resolver(resolver::SourceResolverPre<State>),
+/// The plugin linked against the host, and where its two functions are.
+struct Pre {
+    instance_pre: InstancePre<State>,
+    /// `info` of the exported interface.
+    info: ComponentExportIndex,
+    /// `mutate`, `select` or `resolve`.
+    call: ComponentExportIndex,
+}
+
+type InfoFn = TypedFunc<(), (wit::PluginInfo,)>;
+type MutateFn<'a> = TypedFunc<(&'a lower::View<'a>, &'a str), (Result<wit::Adjustment, wit::PluginError>,)>;
+type SelectFn<'a> = TypedFunc<(&'a wit::HostFacts, &'a str), (Result<wit::SnapshotterChoice, wit::PluginError>,)>;
+type ResolveFn<'a> = TypedFunc<(&'a wit::ResolveRequest, &'a str), (Result<Vec<wit::Source>, wit::PluginError>,)>;
+
+impl Pre {
+    fn new(instance_pre: InstancePre<State>, kind: PluginKind, export: &str) -> Result<Pre, String> {
+        let component = instance_pre.component();
+        let iface = component
+            .get_export_index(None, export)
+            .ok_or_else(|| format!("no exported instance `{export}`"))?;
+        let func = |name: &str| {
+            component
+                .get_export_index(Some(&iface), name)
+                .ok_or_else(|| format!("`{export}` has no function `{name}`"))
+        };
+        let call = func(match kind {
+            PluginKind::SpecMutator => "mutate",
+            PluginKind::SnapshotterSelector => "select",
+            PluginKind::SourceResolver => "resolve",
+        })?;
+        Ok(Pre { info: func("info")?, call, instance_pre })
+    }
+
+    /// Checks that the exported functions have exactly the types `typed`
+    /// assumes, once per loaded plugin (the bindgen wrappers checked them on
+    /// every instantiation, walking the whole container-view record).
+    fn check_types(&self, store: &mut Store<State>, instance: &Instance, kind: PluginKind) -> Result<(), String> {
+        let bad = |e: wasmtime::Error| format!("the exported functions do not have the WIT types of this host: {e:#}");
+        instance.get_typed_func::<(), (wit::PluginInfo,)>(&mut *store, self.info).map_err(bad)?;
+        match kind {
+            PluginKind::SpecMutator => instance.get_typed_func::<(&lower::View<'_>, &str), (Result<wit::Adjustment, wit::PluginError>,)>(&mut *store, self.call).map(drop),
+            PluginKind::SnapshotterSelector => instance.get_typed_func::<(&wit::HostFacts, &str), (Result<wit::SnapshotterChoice, wit::PluginError>,)>(&mut *store, self.call).map(drop),
+            PluginKind::SourceResolver => instance.get_typed_func::<(&wit::ResolveRequest, &str), (Result<Vec<wit::Source>, wit::PluginError>,)>(&mut *store, self.call).map(drop),
+        }
+        .map_err(bad)
+    }
+
+    /// The function at `index` of a fresh instance of this plugin as `F`.
+    ///
+    /// # Safety
+    /// `F` must be one of the types `check_types` verified for `index`.
+    unsafe fn typed<P, R>(&self, store: &mut Store<State>, instance: &Instance, index: ComponentExportIndex) -> wasmtime::Result<TypedFunc<P, R>>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+        R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+    {
+        let func = instance
+            .get_func(&mut *store, index)
+            .ok_or_else(|| wasmtime::Error::msg("the plugin's export disappeared"))?;
+        // SAFETY: every instance comes from the same component, whose
+        // function types `check_types` compared with `P` and `R` at load.
+        Ok(unsafe { TypedFunc::new_unchecked(func) })
+    }
 }
 
 struct Inner {
@@ -557,11 +621,16 @@ impl LoadedPlugin {
     /// spec-mutator: the plugin's adjustment for `view`.
     pub fn mutate(&self, view: &ContainerView) -> Result<Adjustment, CallError> {
         let inner = &*self.0;
-        let Pre::Mutator(pre) = &inner.pre else { return Err(inner.wrong_kind(PluginKind::SpecMutator)) };
-        let input = convert::view_to_wit(view);
+        if inner.kind != PluginKind::SpecMutator {
+            return Err(inner.wrong_kind(PluginKind::SpecMutator));
+        }
+        let input = lower::view(view);
         let answer = inner.call(|store| {
-            let instance = pre.instantiate(&mut *store)?;
-            Ok(instance.berth_plugin_mutator().call_mutate(&mut *store, &input, &inner.config))
+            let pre = &inner.pre;
+            let instance = pre.instance_pre.instantiate(&mut *store)?;
+            // SAFETY: a spec-mutator's `call` was checked as `MutateFn`.
+            let f: MutateFn<'_> = unsafe { pre.typed(store, &instance, pre.call)? };
+            Ok(f.call(&mut *store, (&input, &inner.config)).map(|(r,)| r))
         })?;
         let out = inner.answer(answer)?;
         let out = convert::adjustment_from_wit(out).map_err(|detail| inner.malformed(detail))?;
@@ -572,11 +641,16 @@ impl LoadedPlugin {
     /// snapshotter-selector: the snapshotter for these facts.
     pub fn select(&self, facts: &HostFacts) -> Result<SnapshotterChoice, CallError> {
         let inner = &*self.0;
-        let Pre::Selector(pre) = &inner.pre else { return Err(inner.wrong_kind(PluginKind::SnapshotterSelector)) };
+        if inner.kind != PluginKind::SnapshotterSelector {
+            return Err(inner.wrong_kind(PluginKind::SnapshotterSelector));
+        }
         let input = convert::facts_to_wit(facts);
         let answer = inner.call(|store| {
-            let instance = pre.instantiate(&mut *store)?;
-            Ok(instance.berth_plugin_selector().call_select(&mut *store, &input, &inner.config))
+            let pre = &inner.pre;
+            let instance = pre.instance_pre.instantiate(&mut *store)?;
+            // SAFETY: a snapshotter-selector's `call` was checked as `SelectFn`.
+            let f: SelectFn<'_> = unsafe { pre.typed(store, &instance, pre.call)? };
+            Ok(f.call(&mut *store, (&input, &inner.config)).map(|(r,)| r))
         })?;
         let out = inner.answer(answer)?;
         let out = convert::choice_from_wit(out, facts).map_err(|detail| inner.malformed(detail))?;
@@ -587,11 +661,16 @@ impl LoadedPlugin {
     /// source-resolver: where to fetch from, in order.
     pub fn resolve(&self, request: &ResolveRequest) -> Result<Vec<Source>, CallError> {
         let inner = &*self.0;
-        let Pre::Resolver(pre) = &inner.pre else { return Err(inner.wrong_kind(PluginKind::SourceResolver)) };
+        if inner.kind != PluginKind::SourceResolver {
+            return Err(inner.wrong_kind(PluginKind::SourceResolver));
+        }
         let input = convert::request_to_wit(request);
         let answer = inner.call(|store| {
-            let instance = pre.instantiate(&mut *store)?;
-            Ok(instance.berth_plugin_resolver().call_resolve(&mut *store, &input, &inner.config))
+            let pre = &inner.pre;
+            let instance = pre.instance_pre.instantiate(&mut *store)?;
+            // SAFETY: a source-resolver's `call` was checked as `ResolveFn`.
+            let f: ResolveFn<'_> = unsafe { pre.typed(store, &instance, pre.call)? };
+            Ok(f.call(&mut *store, (&input, &inner.config)).map(|(r,)| r))
         })?;
         let out = inner.answer(answer)?;
         let out = convert::sources_from_wit(out).map_err(|detail| inner.malformed(detail))?;
@@ -663,11 +742,11 @@ impl Inner {
 
     fn call_info(&self) -> Result<PluginInfo, CallError> {
         let info = self.call(|store| {
-            Ok(match &self.pre {
-                Pre::Mutator(pre) => pre.instantiate(&mut *store)?.berth_plugin_mutator().call_info(&mut *store),
-                Pre::Selector(pre) => pre.instantiate(&mut *store)?.berth_plugin_selector().call_info(&mut *store),
-                Pre::Resolver(pre) => pre.instantiate(&mut *store)?.berth_plugin_resolver().call_info(&mut *store),
-            })
+            let pre = &self.pre;
+            let instance = pre.instance_pre.instantiate(&mut *store)?;
+            // SAFETY: `info` was checked as `InfoFn`.
+            let f: InfoFn = unsafe { pre.typed(store, &instance, pre.info)? };
+            Ok(f.call(&mut *store, ()).map(|(r,)| r))
         })?;
         let info = convert::info_from_wit(info);
         self.check_size(&info)?;

@@ -20,6 +20,7 @@ pub mod bindings;
 mod convert;
 pub mod error;
 mod host;
+mod lower;
 mod sandbox;
 pub mod types;
 

@@ -1,0 +1,57 @@
+//! A plain loop of plugin calls for `perf record` (criterion's own work and
+//! the one-off compilation stay out of the profile):
+//! `target/release/examples/profile_calls PLUGIN [ITERATIONS]`.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use berth_plugin::{HostOptions, LoadRequest, PluginHost};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "privileged".into());
+    let n: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20_000);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/plugin");
+    let options = HostOptions { cache_dir: Some(std::env::temp_dir().join("berth-profile-cache")), ..HostOptions::default() };
+    let host = PluginHost::new(options)?;
+    let p = host.load(LoadRequest::new(&name, dir.join(format!("{name}.wasm"))))?;
+    let request = berth_spec::Request {
+        id: "bench".into(),
+        image: Some("docker.io/library/busybox:latest".into()),
+        image_config: berth_spec::view::ImageConfigView {
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+        options: vec![("memory".into(), "64m".into()), ("cpu".into(), "512".into())],
+        ..Default::default()
+    };
+    let (spec, _) = berth_spec::base_spec(&request)?;
+    let view = berth_spec::container_view(&spec, &request);
+    let empty = berth_spec::ContainerView { id: "bench".into(), ..Default::default() };
+    let which = std::env::var("PROFILE_VIEW").unwrap_or_default();
+    let v = if which == "empty" { &empty } else { &view };
+    for _ in 0..1000 {
+        std::hint::black_box(p.mutate(v)?);
+    }
+    let cpu0 = thread_cpu_ns();
+    let t = Instant::now();
+    for _ in 0..n {
+        if which == "info" {
+            std::hint::black_box(p.call_info()?);
+        } else {
+            std::hint::black_box(p.mutate(v)?);
+        }
+    }
+    let wall = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let cpu = (thread_cpu_ns() - cpu0) as f64 / 1e3 / n as f64;
+    println!("{name}: {cpu:.1} µs/call on cpu, {wall:.1} µs/call wall");
+    Ok(())
+}
+
+/// This thread's time on a CPU (first field of /proc/thread-self/schedstat), in ns.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
