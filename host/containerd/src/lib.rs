@@ -17,6 +17,7 @@ mod images;
 mod lease;
 pub mod layout;
 pub mod proto;
+pub mod proxy_snapshotter;
 mod runtime_options;
 pub mod snapshots_service;
 pub mod spec;
@@ -26,6 +27,7 @@ pub mod unpack;
 pub use backend::{ContainerSummary, ContainerdBackend, CreatedTask, ExitStatus, RunOutcome, RunRequest, TaskState};
 pub use connect::unix_channel;
 pub use error::Error;
+pub use proxy_snapshotter::ProxySnapshotter;
 pub use runtime_options::{RUNC_V2, RuntimeSelection};
 pub use stdio::{Output, Stdio};
 
