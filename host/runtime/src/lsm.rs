@@ -102,6 +102,22 @@ pub fn plan(process: Option<&oci_spec::runtime::Process>, mount_label: Option<&s
     Ok(out)
 }
 
+/// An exec'd process: its own profile/label where it has one, else the
+/// container's (runc's rule).
+pub fn inherit(exec: &oci_spec::runtime::Process, container: Option<&oci_spec::runtime::Process>) -> oci_spec::runtime::Process {
+    let mut p = exec.clone();
+    let unset = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+    if let Some(c) = container {
+        if unset(p.apparmor_profile()) {
+            p.set_apparmor_profile(c.apparmor_profile().clone());
+        }
+        if unset(p.selinux_label()) {
+            p.set_selinux_label(c.selinux_label().clone());
+        }
+    }
+    p
+}
+
 /// Writes one `/proc` attribute file (the privileged step of [`apply`]).
 pub trait AttrWriter {
     fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<()>;
@@ -229,6 +245,16 @@ mod tests {
         assert!(err.to_string().contains("linux.mountLabel"), "{err}");
         let ok = plan(Some(&process(None, Some("a:b:c:s0"))), Some("x:y:z:s0"), &BOTH).unwrap();
         assert_eq!((ok.selinux_label.as_deref(), ok.mount_label.as_deref()), (Some("a:b:c:s0"), Some("x:y:z:s0")));
+    }
+
+    #[test]
+    fn an_exec_keeps_the_containers_profile_and_label_unless_it_has_its_own() {
+        let container = process(Some("berth-test"), Some("a:b:c:s0"));
+        let got = inherit(&process(None, None), Some(&container));
+        assert_eq!((got.apparmor_profile().as_deref(), got.selinux_label().as_deref()), (Some("berth-test"), Some("a:b:c:s0")));
+        let got = inherit(&process(Some("other"), Some("")), Some(&container));
+        assert_eq!((got.apparmor_profile().as_deref(), got.selinux_label().as_deref()), (Some("other"), Some("a:b:c:s0")));
+        assert_eq!(inherit(&process(None, None), None).apparmor_profile(), &None);
     }
 
     /// Records writes; `missing` paths fail with ENOENT.

@@ -452,7 +452,9 @@ impl Executor for NativeExecutor {
             return Err(Error::WrongState { id: id.into(), state: st, want: "exec needs a live container" });
         }
         let mut spec = rec.spec.clone();
-        spec.set_process(Some(process.clone()));
+        // Without its own profile/label the process gets the container's (as runc):
+        // an exec must not be a way out of the container's confinement.
+        spec.set_process(Some(crate::lsm::inherit(process, rec.spec.process().as_ref())));
         let mut join = Vec::new();
         // User first (it grants the rights over the rest), mount last.
         for (name, flag) in [
@@ -475,7 +477,7 @@ impl Executor for NativeExecutor {
         }
         let linux = spec.linux().clone().unwrap_or_default();
         // The exec'd process's own profile/label (the mounts exist already).
-        let lsm = crate::lsm::plan(Some(process), None, &crate::lsm::Host).map_err(anyhow::Error::new)?;
+        let lsm = crate::lsm::plan(spec.process().as_ref(), None, &crate::lsm::Host).map_err(anyhow::Error::new)?;
         let compiled = linux.seccomp().as_ref().map(|p| seccomp::compile_cached_in(p, Some(&self.root.join(seccomp::CACHE_DIR)))).transpose().context("seccomp profile")?;
         let cfg = InitConfig {
             mode: Mode::Exec,
