@@ -28,6 +28,10 @@ use berth_spec::{Adjustment, ContainerView};
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION];
 /// How often the epoch advances; deadlines are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Resident budget per linear memory when PAGEMAP_SCAN finds the dirty pages:
+/// a plugin call dirties its stack top and some heap (tens of pages), all of
+/// them then reset with memset instead of madvise + page faults next call.
+pub const PAGEMAP_KEEP_RESIDENT: usize = 4 << 20;
 /// The largest .wasm file `load` reads.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
 
@@ -61,8 +65,11 @@ pub struct HostOptions {
     pub max_memory_bytes: usize,
     /// Instances alive at once (concurrent calls) across all plugins.
     pub max_instances: u32,
-    /// Bytes at the start of each linear memory that are zeroed with memset
-    /// (and stay resident) when an instance is freed, instead of madvise.
+    /// Bytes of each linear memory that are reset with memset (and stay
+    /// resident) when an instance is freed, instead of madvise. Where the
+    /// kernel has PAGEMAP_SCAN (Linux 6.7+) only the pages the call dirtied
+    /// are reset, anywhere in the memory, up to the larger of this and
+    /// [`PAGEMAP_KEEP_RESIDENT`]; elsewhere it is the first bytes of the memory.
     pub keep_resident_bytes: usize,
 }
 
@@ -166,6 +173,34 @@ impl PluginHost {
             options.limits.memory_bytes,
             options.max_memory_bytes
         );
+        // Where the kernel can report dirty pages, reset only those; else
+        // (the engine refuses `pagemap_scan` when unsupported) the plain
+        // keep-resident prefix.
+        let engine = match Self::new_engine(&options, true) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::debug!("no PAGEMAP_SCAN for plugin memories ({e}); resetting them with madvise");
+                Self::new_engine(&options, false)?
+            }
+        };
+
+        let linker = Self::link(&engine)?;
+        spawn_epoch_ticker(&engine);
+
+        let cache_dir = match &options.cache_dir {
+            Some(dir) => match prepare_cache_dir(dir) {
+                Ok(()) => Some(dir.clone()),
+                Err(why) => {
+                    tracing::warn!(dir = %dir.display(), "not using the plugin cache: {why}");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(PluginHost { engine, linker, options, cache_dir, compiled: Mutex::new(HashMap::new()) })
+    }
+
+    fn new_engine(options: &HostOptions, pagemap: bool) -> anyhow::Result<Engine> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -181,28 +216,21 @@ impl PluginHost {
             // saves a madvise + page faults on every call.
             .linear_memory_keep_resident(options.keep_resident_bytes)
             .table_keep_resident(16 << 10);
+        if pagemap {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(options.keep_resident_bytes.max(PAGEMAP_KEEP_RESIDENT));
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))
+    }
 
-        let mut linker = Linker::<State>::new(&engine);
+    fn link(engine: &Engine) -> anyhow::Result<Linker<State>> {
+        let mut linker = Linker::<State>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
         wit_host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link berth:plugin/host: {e}"))?;
-
-        spawn_epoch_ticker(&engine);
-
-        let cache_dir = match &options.cache_dir {
-            Some(dir) => match prepare_cache_dir(dir) {
-                Ok(()) => Some(dir.clone()),
-                Err(why) => {
-                    tracing::warn!(dir = %dir.display(), "not using the plugin cache: {why}");
-                    None
-                }
-            },
-            None => None,
-        };
-        Ok(PluginHost { engine, linker, options, cache_dir, compiled: Mutex::new(HashMap::new()) })
+        Ok(linker)
     }
 
     pub fn engine(&self) -> &Engine {

@@ -26,7 +26,7 @@ pub mod types;
 
 pub use error::{CallError, LoadError};
 pub use host::{
-    CacheOutcome, Description, EPOCH_TICK, HostOptions, LoadRequest, LoadedPlugin, Limits, MAX_WASM_BYTES, PluginHost,
+    CacheOutcome, Description, EPOCH_TICK, HostOptions, PAGEMAP_KEEP_RESIDENT, LoadRequest, LoadedPlugin, Limits, MAX_WASM_BYTES, PluginHost,
     SUPPORTED_WIT_VERSIONS, output_size,
 };
 pub use types::{
