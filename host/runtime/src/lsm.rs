@@ -120,7 +120,9 @@ pub fn inherit(exec: &oci_spec::runtime::Process, container: Option<&oci_spec::r
 
 /// Writes one `/proc` attribute file (the privileged step of [`apply`]).
 pub trait AttrWriter {
-    fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<()>;
+    /// Writes `value` to `path`; `Ok(false)` when the kernel has no such file
+    /// (the caller tries the next one).
+    fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<bool>;
 }
 
 /// The real writes: open without creating, one write(2) (the kernel takes
@@ -128,36 +130,45 @@ pub trait AttrWriter {
 pub struct ProcAttr;
 
 impl AttrWriter for ProcAttr {
-    fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<()> {
+    fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<bool> {
         use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-        f.write_all(value)
+        let mut f = match std::fs::OpenOptions::new().write(true).open(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            other => other?,
+        };
+        f.write_all(value)?;
+        Ok(true)
     }
 }
 
-fn write_first(w: &mut dyn AttrWriter, paths: &[&str], value: &[u8]) -> io::Result<()> {
-    let mut last = io::Error::from(io::ErrorKind::NotFound);
+/// `value` to the first of `paths` the kernel has. `not_found` explains a
+/// write refused with ENOENT (AppArmor: no such profile loaded).
+fn write_first(w: &mut dyn AttrWriter, what: &str, paths: &[&str], value: &[u8], not_found: &str) -> anyhow::Result<()> {
     for p in paths {
         match w.write(Path::new(p), value) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => last = e,
-            other => return other,
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::new(e).context(format!("{what}: write {p}: {not_found}")));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("{what}: write {p}"))),
         }
     }
-    Err(last)
+    anyhow::bail!("{what}: this kernel has none of {}", paths.join(", "))
 }
 
 /// Sets the profile/label the next execve of this thread switches to. Call
 /// last before execve: any exec before it (a hook) would consume the change.
 pub fn apply(plan: &Plan, w: &mut dyn AttrWriter) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     if let Some(label) = &plan.selinux_label {
-        write_first(w, &[ATTR_EXEC, ATTR_EXEC_SELF], label.as_bytes())
-            .with_context(|| format!("set the SELinux exec label {label:?} (write {ATTR_EXEC})"))?;
+        let what = format!("set the SELinux exec label {label:?}");
+        write_first(w, &what, &[ATTR_EXEC, ATTR_EXEC_SELF], label.as_bytes(), "refused")?;
     }
     if let Some(profile) = &plan.apparmor_profile {
         // AppArmor's change_onexec: "exec <profile>".
-        write_first(w, &[APPARMOR_EXEC, ATTR_EXEC_SELF], format!("exec {profile}").as_bytes())
-            .with_context(|| format!("apply the AppArmor profile {profile:?} (write {APPARMOR_EXEC})"))?;
+        let what = format!("apply the AppArmor profile {profile:?}");
+        let value = format!("exec {profile}");
+        write_first(w, &what, &[APPARMOR_EXEC, ATTR_EXEC_SELF], value.as_bytes(), "no profile of that name is loaded")?;
     }
     Ok(())
 }
@@ -257,19 +268,23 @@ mod tests {
         assert_eq!(inherit(&process(None, None), None).apparmor_profile(), &None);
     }
 
-    /// Records writes; `missing` paths fail with ENOENT.
+    /// Records writes; `missing` paths do not exist; a write of `unknown` fails with ENOENT.
     #[derive(Default)]
     struct Recorder {
         missing: Vec<&'static str>,
+        unknown: Option<&'static str>,
         writes: Vec<(String, String)>,
     }
     impl AttrWriter for Recorder {
-        fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<()> {
+        fn write(&mut self, path: &Path, value: &[u8]) -> io::Result<bool> {
             if self.missing.iter().any(|m| Path::new(m) == path) {
+                return Ok(false);
+            }
+            if self.unknown.is_some_and(|u| u.as_bytes() == value) {
                 return Err(io::Error::from_raw_os_error(libc::ENOENT));
             }
             self.writes.push((path.display().to_string(), String::from_utf8_lossy(value).into_owned()));
-            Ok(())
+            Ok(true)
         }
     }
 
@@ -283,8 +298,11 @@ mod tests {
         apply(&p, &mut w).unwrap();
         assert_eq!(w.writes, vec![(ATTR_EXEC_SELF.to_string(), "exec berth-test".to_string())]);
         let mut w = Recorder { missing: vec![APPARMOR_EXEC, ATTR_EXEC_SELF], ..Recorder::default() };
-        let err = apply(&p, &mut w).unwrap_err();
-        assert!(format!("{err:#}").contains("berth-test"), "{err:#}");
+        let err = format!("{:#}", apply(&p, &mut w).unwrap_err());
+        assert!(err.contains("berth-test") && err.contains("none of"), "{err}");
+        let mut w = Recorder { unknown: Some("exec berth-test"), ..Recorder::default() };
+        let err = format!("{:#}", apply(&p, &mut w).unwrap_err());
+        assert!(err.contains("\"berth-test\"") && err.contains("no profile of that name is loaded"), "{err}");
     }
 
     #[test]
