@@ -93,7 +93,7 @@ pub fn run(global: &GlobalArgs, command: ImageCommand) -> anyhow::Result<ExitCod
     let content = ContentStore::open(&root).with_context(|| format!("content store under {}", root.display()))?;
     let images = ImageStore::open(&content);
     match command {
-        ImageCommand::Import(args) => import(&root, &content, &images, args),
+        ImageCommand::Import(args) => import(global, &root, &content, &images, args),
         ImageCommand::Pull(_) => unreachable!("handled above"),
         ImageCommand::Ls(args) => ls(&content, &images, args),
         ImageCommand::Inspect(args) => inspect(&content, &images, args),
@@ -110,7 +110,7 @@ pub fn run(global: &GlobalArgs, command: ImageCommand) -> anyhow::Result<ExitCod
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        ImageCommand::Unpack(args) => unpack(&root, &content, &images, args),
+        ImageCommand::Unpack(args) => unpack(global, &root, &content, &images, args),
     }
 }
 
@@ -123,27 +123,38 @@ fn find(images: &ImageStore, name: &str) -> anyhow::Result<ImageRecord> {
     }
 }
 
-fn import(root: &Path, content: &ContentStore, images: &ImageStore, args: ImportArgs) -> anyhow::Result<ExitCode> {
+fn import(global: &GlobalArgs, root: &Path, content: &ContentStore, images: &ImageStore, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let platform = args.platform.unwrap_or_default();
     let opts = ImportOptions { name: args.name.clone(), platform: platform.clone(), all_platforms: args.all_platforms };
     let records = berth_content::import(content, images, &args.path, &opts)
         .with_context(|| format!("importing {}", args.path.display()))?;
-    let snapshotter = if args.no_unpack { None } else { Some(open_snapshotter(root, &args.snapshotter)?) };
+    let snapshotter = if args.no_unpack { None } else { Some(open_snapshotter(global, root, &args.snapshotter)?) };
     for record in &records {
         let mut line = format!("{}\t{}", record.name, record.target.digest());
         if let Some(sn) = &snapshotter {
             let image = berth_content::resolve_image(content, &record.target, &platform)
                 .with_context(|| format!("image {} for {platform}", record.name))?;
             let chain = berth_unpack::unpack_image(content, &image, sn.as_ref(), &berth_unpack::UnpackOptions::default())
-                .with_context(|| format!("unpacking {} into {}", record.name, args.snapshotter))?;
-            line.push_str(&format!("\tunpacked ({}): {chain}", args.snapshotter));
+                .with_context(|| format!("unpacking {} into {}", record.name, sn.name()))?;
+            line.push_str(&format!("\tunpacked ({}): {chain}", sn.name()));
         }
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_snapshotter(root: &Path, name: &str) -> anyhow::Result<std::sync::Arc<dyn berth_snapshot::Snapshotter>> {
+/// The snapshotter `name` under `<root>/snapshots/<name>`; or, when
+/// berth.toml sets `[worker] proxy-snapshotter-socket`, that proxy (under the
+/// name `[worker] snapshotter` gives, else `name`), as `berth run` uses it.
+fn open_snapshotter(global: &GlobalArgs, root: &Path, name: &str) -> anyhow::Result<std::sync::Arc<dyn berth_snapshot::Snapshotter>> {
+    let (config, _) = crate::config::Config::load(global.config.as_deref())?;
+    if let Some(socket) = &config.worker.proxy_snapshotter_socket {
+        let name = match &config.worker.snapshotter {
+            crate::config::worker::SnapshotterChoice::Named(configured) => configured.as_str(),
+            crate::config::worker::SnapshotterChoice::Auto => name,
+        };
+        return crate::container::native::open_proxy_snapshotter(socket, name);
+    }
     let dir = root.join("snapshots").join(name);
     berth_snapshot::open(name, &dir).with_context(|| format!("snapshotter {name} at {}", dir.display()))
 }
@@ -185,7 +196,7 @@ fn inspect(content: &ContentStore, images: &ImageStore, args: InspectArgs) -> an
     Ok(ExitCode::SUCCESS)
 }
 
-fn unpack(root: &Path, content: &ContentStore, images: &ImageStore, args: UnpackArgs) -> anyhow::Result<ExitCode> {
+fn unpack(global: &GlobalArgs, root: &Path, content: &ContentStore, images: &ImageStore, args: UnpackArgs) -> anyhow::Result<ExitCode> {
     let record = find(images, &args.name)?;
     let platform = args.platform.unwrap_or_default();
     let image = berth_content::resolve_image(content, &record.target, &platform)
@@ -207,7 +218,7 @@ fn unpack(root: &Path, content: &ContentStore, images: &ImageStore, args: Unpack
         return Ok(ExitCode::SUCCESS);
     }
     let name = args.snapshotter.as_deref().unwrap_or("overlayfs");
-    let sn = open_snapshotter(root, name)?;
+    let sn = open_snapshotter(global, root, name)?;
     let chain = berth_unpack::unpack_image(content, &image, sn.as_ref(), &berth_unpack::UnpackOptions::default())
         .with_context(|| format!("unpacking {} into {name}", record.name))?;
     println!("{chain}");

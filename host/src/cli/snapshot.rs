@@ -1,5 +1,6 @@
 //! `berth snapshot ...`: berth's snapshotters, for debugging, in the style
-//! of `ctr snapshot`. Snapshots live under `<--root>/snapshots/<name>`.
+//! of `ctr snapshot`. Snapshots live under `<--root>/snapshots/<name>`, or
+//! behind `[worker] proxy-snapshotter-socket` when berth.toml sets it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -86,8 +87,19 @@ pub fn run(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<ExitCode> 
         println!("{}", serde_json::to_string_pretty(&facts)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let name = resolve_name(&args.snapshotter, &snapshots_root)?;
-    let sn = open_named(&name, &snapshots_root)?;
+    // `[worker] proxy-snapshotter-socket`: the proxy's snapshots, as
+    // `berth run` and `berth image import` see them.
+    let (config, _) = crate::config::Config::load(global.config.as_deref())?;
+    let sn = match &config.worker.proxy_snapshotter_socket {
+        Some(socket) => {
+            let name = match &config.worker.snapshotter {
+                crate::config::worker::SnapshotterChoice::Named(configured) => configured.clone(),
+                crate::config::worker::SnapshotterChoice::Auto => args.snapshotter.clone(),
+            };
+            crate::container::native::open_proxy_snapshotter(socket, &name)?
+        }
+        None => open_named(&resolve_name(&args.snapshotter, &snapshots_root)?, &snapshots_root)?,
+    };
     let result = command(sn.as_ref(), args.command);
     sn.close()?;
     result.map(|()| ExitCode::SUCCESS)

@@ -33,6 +33,10 @@ pub struct ContainerRecord {
     /// `native`, or the runc/crun binary of the oci-runtime executor.
     pub executor: String,
     pub log: Option<PathBuf>,
+    /// The proxy snapshotter's socket (`[worker] proxy-snapshotter-socket`
+    /// when the container was made), so `berth rm` reaches the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_socket: Option<PathBuf>,
 }
 
 fn records_dir(root: &Path) -> PathBuf {
@@ -120,6 +124,38 @@ pub fn open_snapshotter(root: &Path, name: &str) -> anyhow::Result<Arc<dyn Snaps
     berth_snapshot::open(name, &dir).with_context(|| format!("opening snapshotter {name} at {}", dir.display()))
 }
 
+/// `[worker] proxy-snapshotter-socket`: the snapshotter is containerd's
+/// snapshots gRPC service on that socket, under `name` (buildkitd's worker
+/// does the same; the snapshotter-selector plugin is not consulted).
+pub fn open_proxy_snapshotter(socket: &Path, name: &str) -> anyhow::Result<Arc<dyn Snapshotter>> {
+    let proxy = berth_containerd::ProxySnapshotter::connect(socket, name)
+        .with_context(|| format!("proxy snapshotter {name} (worker.proxy-snapshotter-socket = {})", socket.display()))?;
+    Ok(Arc::new(proxy))
+}
+
+/// The name a proxy snapshotter is used under: `--snapshotter`, else
+/// `[worker] snapshotter`, which must name it (`auto` chooses among local
+/// snapshotters only).
+pub fn proxy_snapshotter_name(worker: &crate::config::worker::WorkerConfig, flag: Option<&str>) -> anyhow::Result<String> {
+    if let Some(name) = flag {
+        return Ok(name.to_string());
+    }
+    match &worker.snapshotter {
+        crate::config::worker::SnapshotterChoice::Named(name) => Ok(name.clone()),
+        crate::config::worker::SnapshotterChoice::Auto => bail!(
+            "worker.proxy-snapshotter-socket is set: worker.snapshotter (or --snapshotter) must name the proxy's snapshotter, not auto"
+        ),
+    }
+}
+
+/// The snapshotter a record was made with: its proxy, else the local one.
+fn record_snapshotter(root: &Path, container: &ContainerRecord) -> anyhow::Result<Arc<dyn Snapshotter>> {
+    match &container.proxy_socket {
+        Some(socket) => open_proxy_snapshotter(socket, &container.snapshotter),
+        None => open_snapshotter(root, &container.snapshotter),
+    }
+}
+
 pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> anyhow::Result<ExitCode> {
     let settings = Settings::load_for_run(global, args)?;
     let root = settings.root.clone();
@@ -138,13 +174,23 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         .find(&request.image)
         .with_context(|| format!("image {} is not in berth's store (berth image import/pull it first)", request.image))?;
     let image = berth_content::resolve_image(&content, &record.target, &Platform::host())?;
-    let snapshotter_name = choose_snapshotter(&settings, args.snapshotter.as_deref())?;
+    // Absolute in the record: `berth rm` may run from another directory.
+    let proxy_socket = settings.config.worker.proxy_snapshotter_socket.clone().map(|p| std::path::absolute(&p).unwrap_or(p));
+    let snapshotter_name = match &proxy_socket {
+        Some(_) => proxy_snapshotter_name(&settings.config.worker, args.snapshotter.as_deref())?,
+        None => choose_snapshotter(&settings, args.snapshotter.as_deref())?,
+    };
     // Its changes become durable all at once when it closes (the drop
     // below, before the container exists): one fdatasync less than a
     // durable prepare (see berth_snapshot::Durability::AtClose).
-    let snapshot_dir = root.join("snapshots").join(&snapshotter_name);
-    let snapshotter = berth_snapshot::open_with(&snapshotter_name, &snapshot_dir, berth_snapshot::Durability::AtClose)
-        .with_context(|| format!("opening snapshotter {snapshotter_name} at {}", snapshot_dir.display()))?;
+    let snapshotter = match &proxy_socket {
+        Some(socket) => open_proxy_snapshotter(socket, &snapshotter_name)?,
+        None => {
+            let snapshot_dir = root.join("snapshots").join(&snapshotter_name);
+            berth_snapshot::open_with(&snapshotter_name, &snapshot_dir, berth_snapshot::Durability::AtClose)
+                .with_context(|| format!("opening snapshotter {snapshotter_name} at {}", snapshot_dir.display()))?
+        }
+    };
     let chain = unpack(&content, &image, snapshotter.as_ref())
         .with_context(|| format!("unpacking {} into {snapshotter_name}", request.image))?;
     let mut labels = berth_snapshot::Labels::new();
@@ -163,6 +209,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         snapshotter: snapshotter_name.clone(),
         executor: executor_name.clone(),
         log: None,
+        proxy_socket,
     };
     std::fs::create_dir_all(records_dir(&root))?;
     std::fs::write(&record_file, serde_json::to_vec_pretty(&container)?)?;
@@ -233,7 +280,7 @@ fn remove_parts(
         Err(err) if quiet => tracing::warn!(id = %container.id, "releasing the network: {err:#}"),
         Err(err) => return Err(err),
     }
-    let removed = open_snapshotter(root, &container.snapshotter).and_then(|snapshotter| match snapshotter.remove(&container.id) {
+    let removed = record_snapshotter(root, container).and_then(|snapshotter| match snapshotter.remove(&container.id) {
         Ok(()) | Err(berth_snapshot::Error::NotFound(_)) => Ok(()),
         Err(err) => Err(err).with_context(|| format!("removing the snapshot of {}", container.id)),
     });
