@@ -435,8 +435,8 @@ pub fn features() -> serde_json::Value {
                     "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
                 "archs": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false}
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true}
         },
         "annotations": {"io.github.berth.executor": "native"}
     })
