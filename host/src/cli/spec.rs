@@ -142,7 +142,10 @@ pub fn run(global: &GlobalArgs, args: SpecArgs) -> anyhow::Result<()> {
         default_unix_devices: !args.no_default_devices,
     };
     let chain = load_chain(global, &args.plugins)?;
-    let assembled = berth_spec::assemble(&request, &chain, &host_facts())?;
+    // The worker's keys (apparmor-profile...) as `berth run` applies them.
+    let (config, _) = crate::config::Config::load(global.config.as_deref())?;
+    let security = crate::container::security::HostSecurity::probe();
+    let assembled = crate::container::security::assemble(&config.worker, &security, &request, &chain, &host_facts())?;
     let mut json = berth_spec::json::to_string_pretty(&assembled.spec).context("cannot serialize the spec")?;
     json.push('\n');
     match &args.output {
@@ -388,5 +391,26 @@ mod tests {
         assert!(format!("{err:#}").contains("bad.json"), "{err:#}");
         assert!(run(&["spec"]).is_err(), "--image-config or --image is required");
         assert!(run(&["spec", "--image-config", "x", "--opt", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn worker_security_keys_apply_as_for_berth_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("image.json");
+        std::fs::write(&image, r#"{"Cmd":["sh"]}"#).unwrap();
+        let config = dir.path().join("berth.toml");
+        std::fs::write(&config, "[worker]\napparmor-profile = \"berth-test-profile\"\n").unwrap();
+        let out = dir.path().join("config.json");
+        let result = run(&[
+            "--config", config.to_str().unwrap(), "spec", "--image-config", image.to_str().unwrap(), "-o", out.to_str().unwrap(),
+        ]);
+        if crate::container::security::HostSecurity::probe().apparmor {
+            result.unwrap();
+            let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+            assert_eq!(spec["process"]["apparmorProfile"], "berth-test-profile");
+        } else {
+            let err = format!("{:#}", result.unwrap_err());
+            assert!(err.contains("apparmor-profile") && err.contains("berth-test-profile"), "{err}");
+        }
     }
 }
