@@ -2,7 +2,8 @@
 //! is containerd's snapshots gRPC service on that socket. The proxy here is
 //! `berth snapshotter serve` on a private socket with its own root; a
 //! second berth root whose berth.toml names the socket imports, runs and
-//! removes through it, and keeps no snapshots of its own.
+//! removes through it, and keeps no snapshots of its own; `berth gc`
+//! collects the proxy's snapshots berth made, and only those.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,6 +153,22 @@ fn the_worker_snapshotter_is_the_proxy_on_its_socket() {
     let info = server_berth.ok(&["snapshot", "--snapshotter", SERVED, "info", &diff_id]);
     assert!(info.contains("Committed"), "{info}");
     assert!(server_root.join("snapshots").join(SERVED).is_dir());
+
+    // berth gc through the proxy (the server again, same root and socket):
+    // the image's layer is kept while the image exists and goes after
+    // `berth image rm`; a snapshot berth did not make is never touched.
+    let mut server = Server::start(&server_root, &socket, &dir.path().join("serve2.log"));
+    berth.ok(&["snapshot", "prepare", "foreign"]);
+    berth.ok(&["gc"]);
+    let listed = berth.ok(&["snapshot", "ls"]);
+    assert!(listed.contains(&diff_id) && listed.contains("foreign"), "gc removed a referenced layer:\n{listed}");
+    berth.ok(&["image", "rm", "proxybox"]);
+    let report = berth.ok(&["gc"]);
+    assert!(report.lines().any(|l| l.contains("proxy:") && l.contains(&diff_id)), "{report}");
+    let listed = berth.ok(&["snapshot", "ls"]);
+    let names: Vec<&str> = listed.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["foreign"], "{listed}");
+    server.stop();
 }
 
 #[test]

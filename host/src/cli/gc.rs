@@ -1,15 +1,16 @@
 //! `berth gc`: remove content and snapshots nothing references (see berth-gc).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use berth_content::{ContentStore, ImageStore};
 use berth_gc::{BlobDir, Collector, GcLock, LeaseStore, Policy, Report, SnapshotRef};
+use berth_snapshot::{Info, Labels, Mount, Snapshotter, Usage};
 
 use super::GlobalArgs;
 use crate::config::Config;
-use crate::config::worker::{ByteSize, HumanDuration};
+use crate::config::worker::{ByteSize, HumanDuration, SnapshotterChoice, WorkerConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GcArgs {
@@ -28,7 +29,7 @@ pub fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<ExitCode> {
     let (config, _) = Config::load(global.config.as_deref())?;
     let root = config.worker.root_dir(global.root.as_deref());
     let policy = Policy { keep_storage: args.keep_storage.map(|b| b.0), keep_duration: args.keep_duration.map(|d| d.0) };
-    let report = collect(&root, policy, args.dry_run)?;
+    let report = collect(&root, &config.worker, policy, args.dry_run)?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
     for item in &report.removed {
         println!("{verb} {item}");
@@ -48,8 +49,9 @@ pub fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One collection under `root` (image store targets are the roots; every
-/// snapshotter with a directory under `<root>/snapshots` is walked).
-pub fn collect(root: &Path, policy: Policy, dry_run: bool) -> anyhow::Result<Report> {
+/// snapshotter with a directory under `<root>/snapshots` is walked, and
+/// the `[worker] proxy-snapshotter-socket` proxy's snapshots berth made).
+pub fn collect(root: &Path, worker: &WorkerConfig, policy: Policy, dry_run: bool) -> anyhow::Result<Report> {
     let _lock = GcLock::exclusive(root)?;
     let content = ContentStore::open(root)?;
     let images = ImageStore::open(&content);
@@ -67,11 +69,27 @@ pub fn collect(root: &Path, policy: Policy, dry_run: bool) -> anyhow::Result<Rep
             }
         }
     }
+    // The proxy: under its own name (a local snapshotter may have the same one).
+    let mut proxy = None;
+    if let Some(socket) = &worker.proxy_snapshotter_socket {
+        let name = match &worker.snapshotter {
+            SnapshotterChoice::Named(name) => name.clone(),
+            SnapshotterChoice::Auto => "auto".to_string(),
+        };
+        match crate::container::native::open_proxy_snapshotter(socket, &name) {
+            Ok(sn) => proxy = Some((proxy_gc_name(socket, &name), BerthMade(sn))),
+            Err(e) => eprintln!("berth gc: proxy snapshotter skipped (its snapshots are kept): {e:#}"),
+        }
+    }
     let leases = LeaseStore::open(root)?;
     let blobs = BlobDir::new(root);
     let collector = Collector {
         content: &blobs,
-        snapshotters: opened.iter().map(|(n, s)| (n.clone(), s.as_ref())).collect(),
+        snapshotters: opened
+            .iter()
+            .map(|(n, s)| (n.clone(), s.as_ref()))
+            .chain(proxy.iter().map(|(n, s)| (n.clone(), s as &dyn Snapshotter)))
+            .collect(),
         leases: &leases,
         image_roots,
         pinned_snapshots: container_snapshots(root)?,
@@ -90,6 +108,8 @@ fn container_snapshots(root: &Path) -> anyhow::Result<Vec<SnapshotRef>> {
     struct Record {
         id: String,
         snapshotter: String,
+        #[serde(default)]
+        proxy_socket: Option<PathBuf>,
     }
     let dir = root.join("containers");
     let entries = match std::fs::read_dir(&dir) {
@@ -106,7 +126,11 @@ fn container_snapshots(root: &Path) -> anyhow::Result<Vec<SnapshotRef>> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         // A record GC cannot read stops it: better keep everything than guess.
         let r: Record = serde_json::from_str(&text).with_context(|| format!("invalid container record {}", path.display()))?;
-        out.push(SnapshotRef { snapshotter: r.snapshotter, key: r.id });
+        let snapshotter = match &r.proxy_socket {
+            Some(socket) => proxy_gc_name(socket, &r.snapshotter),
+            None => r.snapshotter,
+        };
+        out.push(SnapshotRef { snapshotter, key: r.id });
     }
     Ok(out)
 }
@@ -117,5 +141,66 @@ pub fn auto(root: &Path, config: &Config) -> anyhow::Result<Option<Report>> {
     let gc = &config.worker.gc;
     let Some(keep) = gc.keep_storage.filter(|_| gc.enabled) else { return Ok(None) };
     let policy = Policy { keep_storage: Some(keep.0), keep_duration: gc.keep_duration.map(|d| d.0) };
-    collect(root, policy, false).map(Some)
+    collect(root, &config.worker, policy, false).map(Some)
+}
+
+/// The collector's name for a proxy snapshotter (its socket and name):
+/// never a local snapshotter's, and the same for a record made through it.
+fn proxy_gc_name(socket: &Path, name: &str) -> String {
+    format!("proxy:{}:{name}", socket.display())
+}
+
+/// A proxy snapshotter as GC sees it: only the snapshots berth made (its
+/// unpacked layers, its containers'), since others (containerd's, say) may
+/// share the proxy and are not berth's to collect.
+struct BerthMade(std::sync::Arc<dyn Snapshotter>);
+
+impl BerthMade {
+    fn is_berths(info: &Info) -> bool {
+        info.labels.contains_key(berth_unpack::image::LABEL_LAYER_DIGEST) || info.labels.contains_key("berth.io/container")
+    }
+}
+
+impl Snapshotter for BerthMade {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn stat(&self, key: &str) -> berth_snapshot::Result<Info> {
+        self.0.stat(key)
+    }
+    fn update(&self, info: Info, fieldpaths: &[String]) -> berth_snapshot::Result<Info> {
+        self.0.update(info, fieldpaths)
+    }
+    fn usage(&self, key: &str) -> berth_snapshot::Result<Usage> {
+        self.0.usage(key)
+    }
+    fn mounts(&self, key: &str) -> berth_snapshot::Result<Vec<Mount>> {
+        self.0.mounts(key)
+    }
+    fn prepare(&self, key: &str, parent: Option<&str>, labels: Labels) -> berth_snapshot::Result<Vec<Mount>> {
+        self.0.prepare(key, parent, labels)
+    }
+    fn view(&self, key: &str, parent: Option<&str>, labels: Labels) -> berth_snapshot::Result<Vec<Mount>> {
+        self.0.view(key, parent, labels)
+    }
+    fn commit(&self, name: &str, key: &str, labels: Labels) -> berth_snapshot::Result<()> {
+        self.0.commit(name, key, labels)
+    }
+    /// A layer another client's snapshots build on stays (its children are
+    /// not berth's, so the collector could not see them).
+    fn remove(&self, key: &str) -> berth_snapshot::Result<()> {
+        match self.0.remove(key) {
+            Err(berth_snapshot::Error::FailedPrecondition(why)) => {
+                eprintln!("berth gc: proxy snapshot {key} kept: {why}");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    fn walk(&self, filters: &[String], f: &mut dyn FnMut(&Info) -> berth_snapshot::Result<()>) -> berth_snapshot::Result<()> {
+        self.0.walk(filters, &mut |info| if Self::is_berths(info) { f(info) } else { Ok(()) })
+    }
+    fn close(&self) -> berth_snapshot::Result<()> {
+        self.0.close()
+    }
 }
