@@ -151,7 +151,12 @@ pub fn proxy_snapshotter_name(worker: &crate::config::worker::WorkerConfig, flag
 /// The snapshotter a record was made with: its proxy, else the local one.
 fn record_snapshotter(root: &Path, container: &ContainerRecord) -> anyhow::Result<Arc<dyn Snapshotter>> {
     match &container.proxy_socket {
-        Some(socket) => open_proxy_snapshotter(socket, &container.snapshotter),
+        Some(socket) => {
+            let proxy = berth_containerd::ProxySnapshotter::connect(socket, &container.snapshotter).with_context(|| {
+                format!("proxy snapshotter {} (the one container {} was made with)", container.snapshotter, container.id)
+            })?;
+            Ok(Arc::new(proxy))
+        }
         None => open_snapshotter(root, &container.snapshotter),
     }
 }
