@@ -13,9 +13,6 @@ mod common;
 
 use common::{BERTH, Berth, busybox_layout};
 
-/// The snapshotter the proxy serves (and the client names).
-const SERVED: &str = "native";
-
 /// `berth snapshotter serve` as a child; stopped (SIGTERM, then SIGKILL
 /// after 10s) and waited for on drop, also when a test panics.
 struct Server {
@@ -24,11 +21,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(root: &Path, socket: &Path, log: &Path) -> Server {
+    /// Serves the snapshotter `served` stored under `root`.
+    fn start(served: &str, root: &Path, socket: &Path, log: &Path) -> Server {
         let child = Command::new(BERTH)
             .arg("--root")
             .arg(root)
-            .args(["snapshotter", "serve", "--snapshotter", SERVED, "--address"])
+            .args(["snapshotter", "serve", "--snapshotter", served, "--address"])
             .arg(socket)
             .env_remove("BERTH_CONFIG")
             .stdin(Stdio::null())
@@ -84,7 +82,27 @@ fn stderr(out: &std::process::Output) -> String {
 }
 
 #[test]
-fn the_worker_snapshotter_is_the_proxy_on_its_socket() {
+fn the_worker_snapshotter_is_a_native_proxy() {
+    through_proxy("native");
+}
+
+/// Overlay mounts (lowerdir/upperdir/workdir under the server's root) come
+/// back over gRPC and mount in the client.
+#[test]
+fn the_worker_snapshotter_is_an_overlayfs_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Command::new(BERTH).arg("--root").arg(dir.path()).args(["snapshot", "probe"]).output().unwrap();
+    let facts: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap_or_default();
+    if facts["overlay_supported"] != serde_json::json!(true) {
+        eprintln!("SKIP: overlay is not supported here: {}", facts["overlay_error"]);
+        return;
+    }
+    through_proxy("overlayfs");
+}
+
+/// `served` is the snapshotter the proxy serves, and the name the client's
+/// berth.toml gives it.
+fn through_proxy(served: &str) {
     if !common::is_root() {
         eprintln!("SKIP: needs root (berth run)");
         return;
@@ -97,12 +115,12 @@ fn the_worker_snapshotter_is_the_proxy_on_its_socket() {
     let (layout, layer) = busybox_layout(dir.path(), &["sh", "cat"]);
     let server_root = dir.path().join("server-root");
     let socket = dir.path().join("proxy/snapshotter.sock");
-    let mut server = Server::start(&server_root, &socket, &dir.path().join("serve.log"));
+    let mut server = Server::start(served, &server_root, &socket, &dir.path().join("serve.log"));
 
     let config = dir.path().join("berth.toml");
     std::fs::write(
         &config,
-        format!("[worker]\nproxy-snapshotter-socket = \"{}\"\nsnapshotter = \"{SERVED}\"\n", socket.display()),
+        format!("[worker]\nproxy-snapshotter-socket = \"{}\"\nsnapshotter = \"{served}\"\n", socket.display()),
     )
     .unwrap();
     let client_root = dir.path().join("client-root");
@@ -111,7 +129,7 @@ fn the_worker_snapshotter_is_the_proxy_on_its_socket() {
     // Import unpacks through the proxy: the layer is a committed snapshot
     // on the server's side, named by its chain ID (= the diff ID here).
     let imported = berth.ok(&["image", "import", "--name", "proxybox", layout.to_str().unwrap()]);
-    assert!(imported.contains(&format!("unpacked ({SERVED})")), "{imported}");
+    assert!(imported.contains(&format!("unpacked ({served})")), "{imported}");
     let listed = berth.ok(&["snapshot", "ls"]);
     let committed: Vec<&str> = listed.lines().filter(|l| l.ends_with("Committed")).collect();
     assert_eq!(committed.len(), 1, "one layer, one committed snapshot:\n{listed}");
@@ -129,9 +147,13 @@ fn the_worker_snapshotter_is_the_proxy_on_its_socket() {
     let record = std::fs::read_to_string(client_root.join("containers/proxied.json")).unwrap();
     let record: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(record["proxy_socket"].as_str(), Some(socket.to_str().unwrap()), "{record}");
-    assert_eq!(record["snapshotter"].as_str(), Some(SERVED), "{record}");
+    assert_eq!(record["snapshotter"].as_str(), Some(served), "{record}");
     let listed = berth.ok(&["snapshot", "ls"]);
     assert!(listed.lines().any(|l| l.starts_with("proxied ") && l.ends_with("Active")), "{listed}");
+    // Its mounts as the server made them: under the server's root.
+    let mounts = berth.ok(&["snapshot", "mounts", "/target", "proxied"]);
+    let kind = if served == "overlayfs" { "overlay" } else { "bind" };
+    assert!(mounts.contains(kind) && mounts.contains(server_root.to_str().unwrap()), "{mounts}");
     let plain = Berth { root: client_root.clone(), config: dir.path().join("empty.toml") };
     std::fs::write(&plain.config, "").unwrap();
     plain.ok(&["rm", "proxied"]);
@@ -139,25 +161,25 @@ fn the_worker_snapshotter_is_the_proxy_on_its_socket() {
     assert!(!listed.contains("proxied"), "berth rm left the container's snapshot on the proxy:\n{listed}");
 
     // The client root holds no snapshots: they all live behind the socket.
-    assert!(!client_root.join("snapshots").join(SERVED).exists(), "a local {SERVED} snapshotter was created");
+    assert!(!client_root.join("snapshots").join(served).exists(), "a local {served} snapshotter was created");
 
     // The server's own root, read after the server stopped: the layer
     // committed (with the unpacker's labels), no container snapshot left.
     server.stop();
     let server_berth = Berth { root: server_root.clone(), config: plain.config.clone() };
-    let listed = server_berth.ok(&["snapshot", "--snapshotter", SERVED, "ls"]);
+    let listed = server_berth.ok(&["snapshot", "--snapshotter", served, "ls"]);
     let names: Vec<&str> = listed.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
     // One uncompressed layer: its chain ID is its diff ID is its digest.
     let diff_id = layer;
     assert_eq!(names, [diff_id.as_str()], "{listed}");
-    let info = server_berth.ok(&["snapshot", "--snapshotter", SERVED, "info", &diff_id]);
+    let info = server_berth.ok(&["snapshot", "--snapshotter", served, "info", &diff_id]);
     assert!(info.contains("Committed"), "{info}");
-    assert!(server_root.join("snapshots").join(SERVED).is_dir());
+    assert!(server_root.join("snapshots").join(served).is_dir());
 
     // berth gc through the proxy (the server again, same root and socket):
     // the image's layer is kept while the image exists and goes after
     // `berth image rm`; a snapshot berth did not make is never touched.
-    let mut server = Server::start(&server_root, &socket, &dir.path().join("serve2.log"));
+    let mut server = Server::start(served, &server_root, &socket, &dir.path().join("serve2.log"));
     berth.ok(&["snapshot", "prepare", "foreign"]);
     berth.ok(&["gc"]);
     let listed = berth.ok(&["snapshot", "ls"]);
