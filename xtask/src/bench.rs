@@ -67,27 +67,72 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
     let q = |p: &Path| p.display().to_string();
     // crun 1.8 refuses a hybrid cgroup layout: all three run in a mount
     // namespace where the empty cgroup2 tree is detached.
+    //
+    // hyperfine runs each command's runs in turn, so a change of load in
+    // between (another build starting) lands on one command only. After it,
+    // the same commands run interleaved (berth, runc, crun, berth, ...) for
+    // as many rounds, timed with bash's $EPOCHREALTIME (no fork), and the
+    // medians are printed beside hyperfine's table.
+    let samples = work.join("interleaved.txt");
+    let berth_run = format!("{} --config {} --root {} run --rm bench/busybox:latest /bin/true", q(&berth), q(&config), q(&state));
+    let runc_run = format!("runc --root {}/runc run --bundle {} bench-runc", q(&work), q(&bundle));
+    let crun_run = format!("crun --root {}/crun run --bundle {} bench-crun", q(&work), q(&bundle));
     let script = format!(
         "umount -l /sys/fs/cgroup/unified 2>/dev/null || true; cd {bundle} && \
          hyperfine -N --warmup 5 --runs {runs} --export-markdown {result} \
-         -n 'berth run --rm (3 plugins)' '{berth} --config {config} --root {state} run --rm bench/busybox:latest /bin/true' \
-         -n 'runc run' 'runc --root {work}/runc run --bundle {bundle} bench-runc' \
-         -n 'crun run' 'crun --root {work}/crun run --bundle {bundle} bench-crun'",
+         -n 'berth run --rm (3 plugins)' '{berth_run}' -n 'runc run' '{runc_run}' -n 'crun run' '{crun_run}' && \
+         for i in $(seq {runs}); do \
+           for c in berth runc crun; do \
+             case $c in berth) cmd='{berth_run}';; runc) cmd='{runc_run}';; crun) cmd='{crun_run}';; esac; \
+             t0=$EPOCHREALTIME; $cmd >/dev/null || exit 1; t1=$EPOCHREALTIME; echo \"$c $t0 $t1\" >> {samples}; \
+           done; \
+         done",
         bundle = q(&bundle),
         result = q(&result),
-        berth = q(&berth),
-        config = q(&config),
-        state = q(&state),
-        work = q(&work),
+        samples = q(&samples),
     );
     // The figures depend on what else runs (shared CI machines): the load
     // average before and after is part of the result.
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let load_before = load();
-    crate::run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))?;
+    crate::run(Command::new("unshare").args(["-m", "--propagation", "private", "bash", "-c", &script]))?;
     let load_after = load();
     let table = std::fs::read_to_string(&result).with_context(|| format!("reading {}", result.display()))?;
     println!("{table}");
+    let medians = interleaved_medians(&std::fs::read_to_string(&samples).with_context(|| format!("reading {}", samples.display()))?);
+    let median = |name: &str| medians.iter().find(|(n, _)| n == name).map_or(f64::NAN, |(_, m)| *m);
+    println!(
+        "interleaved ({runs} rounds), median ms: berth {:.1}, runc {:.1}, crun {:.1}; berth / crun = {:.2}",
+        median("berth"),
+        median("runc"),
+        median("crun"),
+        median("berth") / median("crun")
+    );
     println!("load average (1, 5, 15 min) before: {load_before}; after: {load_after}; {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     Ok(())
+}
+
+/// `name start end` lines (seconds, as $EPOCHREALTIME) -> each name's median
+/// duration in milliseconds.
+fn interleaved_medians(samples: &str) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, Vec<f64>)> = Vec::new();
+    for line in samples.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(start), Some(end)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let (Ok(start), Ok(end)) = (start.parse::<f64>(), end.parse::<f64>()) else { continue };
+        let ms = (end - start) * 1000.0;
+        match by_name.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => v.push(ms),
+            None => by_name.push((name.to_string(), vec![ms])),
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+            (name, median)
+        })
+        .collect()
 }
