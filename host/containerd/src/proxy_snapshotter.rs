@@ -35,6 +35,9 @@ pub enum ConnectError {
 }
 
 /// containerd's snapshots service on a unix socket, as a [`Snapshotter`].
+///
+/// For synchronous callers: its methods block on its own runtime, so they
+/// (and its drop) must not run on a tokio worker thread.
 pub struct ProxySnapshotter {
     name: String,
     socket: PathBuf,
