@@ -299,16 +299,11 @@ impl PluginHost {
         };
         // The first instance also checks the exports' types against the
         // ones every later call assumes (`Pre::typed`).
-        let checked = inner.call(|store| {
-            let instance = inner.pre.instance_pre.instantiate(&mut *store)?;
-            Ok(Ok(inner.pre.check_types(&mut *store, &instance, kind)))
-        });
-        match checked {
-            Ok(Ok(())) => {}
+        inner.info = match inner.info_checked(true) {
+            Ok(Ok(info)) => info,
             Ok(Err(detail)) => return Err(link(detail)),
             Err(source) => return Err(LoadError::Info { path: path.clone(), source }),
-        }
-        inner.info = inner.call_info().map_err(|source| LoadError::Info { path: path.clone(), source })?;
+        };
         inner.load_time = started.elapsed();
         tracing::debug!(
             plugin = %inner.name, kind = %kind, digest = %inner.digest, cache = ?cache,
@@ -769,16 +764,31 @@ impl Inner {
     }
 
     fn call_info(&self) -> Result<PluginInfo, CallError> {
+        match self.info_checked(false)? {
+            Ok(info) => Ok(info),
+            Err(detail) => Err(CallError::Instantiate { plugin: self.name.to_string(), detail }),
+        }
+    }
+
+    /// `info` in a fresh instance; with `check`, first the export types
+    /// (`Err(detail)` when they are not this host's).
+    fn info_checked(&self, check: bool) -> Result<Result<PluginInfo, String>, CallError> {
         let info = self.call(|store| {
             let pre = &self.pre;
             let instance = pre.instance_pre.instantiate(&mut *store)?;
-            // SAFETY: `info` was checked as `InfoFn`.
+            if check && let Err(detail) = pre.check_types(&mut *store, &instance, self.kind) {
+                return Ok(Ok(Err(detail)));
+            }
+            // SAFETY: `info` was checked as `InfoFn` (above, at load).
             let f: InfoFn = unsafe { pre.typed(store, &instance, pre.info)? };
-            Ok(f.call(&mut *store, ()).map(|(r,)| r))
+            Ok(f.call(&mut *store, ()).map(|(r,)| Ok(r)))
         })?;
-        let info = convert::info_from_wit(info);
+        let info = match info {
+            Ok(info) => convert::info_from_wit(info),
+            Err(detail) => return Ok(Err(detail)),
+        };
         self.check_size(&info)?;
-        Ok(info)
+        Ok(Ok(info))
     }
 
     /// Runs `f` in a fresh store with this plugin's limits and turns every
