@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
-    GetContainerRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, UpdateContainerRequest,
-    WaitRequest,
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest,
+    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
+    StartRequest, UpdateContainerRequest, WaitRequest,
 };
 use containerd_client::types::v1::Status;
 use oci_spec::image::ImageConfiguration;
@@ -282,6 +282,67 @@ impl ContainerdBackend {
         let request = KillRequest { container_id: id.to_string(), exec_id: String::new(), signal, all };
         let killed = TasksClient::new(self.conn.channel.clone()).kill(self.conn.req(request)).await;
         self.not_found_as_container(id, killed, "signalling the task of").map(|_| ())
+    }
+
+    /// The spec container `id` was created with.
+    pub async fn container_spec(&self, id: &str) -> Result<Spec> {
+        let container = self.get_container(id).await?;
+        let any = container.spec.ok_or_else(|| anyhow::anyhow!("container {id} has no spec"))?;
+        Ok(spec::from_any(&any)?)
+    }
+
+    /// Runs `process` in the running task of container `id` as `exec_id`
+    /// (Tasks.Exec, Start, Wait, then DeleteProcess), its output through
+    /// `stdio`, as `ctr task exec` does.
+    pub async fn exec(&self, id: &str, exec_id: &str, process: &oci_spec::runtime::Process, stdio: &Stdio) -> Result<RunOutcome> {
+        let io = TaskIo::open(stdio, &format!("{id}-{exec_id}"))?;
+        let tasks = TasksClient::new(self.conn.channel.clone());
+        let request = ExecProcessRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+            terminal: false,
+            spec: Some(spec::process_to_any(process)?),
+            ..Default::default()
+        };
+        let added = tasks.clone().exec(self.conn.req(request)).await;
+        self.not_found_as_container(id, added, "exec in the task of")?;
+        let result = async {
+            let waiter = {
+                let (this, id, exec_id) = (self.clone(), id.to_string(), exec_id.to_string());
+                tokio::spawn(async move {
+                    let request = WaitRequest { container_id: id.clone(), exec_id };
+                    let waited = TasksClient::new(this.conn.channel.clone()).wait(this.conn.req(request)).await;
+                    this.not_found_as_container(&id, waited, "waiting for an exec in")
+                })
+            };
+            let started = tasks
+                .clone()
+                .start(self.conn.req(StartRequest { container_id: id.to_string(), exec_id: exec_id.to_string() }))
+                .await;
+            if let Err(err) = self.not_found_as_container(id, started, "starting an exec in") {
+                waiter.abort();
+                return Err(err);
+            }
+            let waited = waiter.await.map_err(|e| anyhow::anyhow!("waiting for exec {exec_id} in {id}: {e}"))??;
+            let status = ExitStatus {
+                code: waited.exit_status,
+                exited_at: waited.exited_at.and_then(|t| SystemTime::try_from(t).ok()),
+            };
+            Ok(RunOutcome { status, output: io.finish().await? })
+        }
+        .await;
+        let deleted = tasks
+            .clone()
+            .delete_process(self.conn.req(DeleteProcessRequest { container_id: id.to_string(), exec_id: exec_id.to_string() }))
+            .await;
+        if let Err(status) = deleted
+            && result.is_ok()
+        {
+            return Err(Error::grpc(format!("removing exec {exec_id} of container {id}"), status));
+        }
+        result
     }
 
     /// Creates, starts and waits for a container; with `rm`, deletes it after.

@@ -27,6 +27,13 @@ pub fn to_any(spec: &Spec) -> anyhow::Result<prost_types::Any> {
     Ok(prost_types::Any { type_url: SPEC_TYPE_URL.to_string(), value: serde_json::to_vec(spec)? })
 }
 
+/// An exec'd process's type, as containerd's clients send it.
+pub const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+pub fn process_to_any(process: &oci_spec::runtime::Process) -> anyhow::Result<prost_types::Any> {
+    Ok(prost_types::Any { type_url: PROCESS_TYPE_URL.to_string(), value: serde_json::to_vec(process)? })
+}
+
 pub fn from_any(any: &prost_types::Any) -> anyhow::Result<Spec> {
     if any.type_url != SPEC_TYPE_URL {
         anyhow::bail!("container spec has type {}, expected {SPEC_TYPE_URL}", any.type_url);

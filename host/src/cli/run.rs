@@ -288,19 +288,18 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn exec(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let request =
+        crate::container::native::ExecRequest { args: args.command, env: args.env, cwd: args.workdir, user: args.user };
     match args.backend.backend {
-        BackendKind::Native => {
-            let request = crate::container::native::ExecRequest {
-                args: args.command,
-                env: args.env,
-                cwd: args.workdir,
-                user: args.user,
-            };
-            crate::container::native::exec(global, &args.id, &request)
-        }
-        BackendKind::Containerd => {
-            bail!("berth exec --backend containerd is not supported yet: use `ctr --namespace {} task exec`", args.backend.namespace)
-        }
+        BackendKind::Native => crate::container::native::exec(global, &args.id, &request),
+        BackendKind::Containerd => block_on(async {
+            let backend = connect(&args.backend).await?;
+            let spec = backend.container_spec(&args.id).await?;
+            let process = crate::container::native::exec_process(&spec, &request)?;
+            let exec_id = format!("berth-exec-{}", container::random_id());
+            let outcome = backend.exec(&args.id, &exec_id, &process, &Stdio::Inherit).await?;
+            Ok(exit_code(outcome.status.code))
+        }),
     }
 }
 

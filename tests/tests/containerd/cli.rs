@@ -16,6 +16,7 @@ pub fn trials() -> Vec<(&'static str, ModuleTrial)> {
         ("cli::run_through_a_plugin", ModuleTrial::WithDaemon(run_through_a_plugin)),
         ("cli::image_from_berths_store", ModuleTrial::WithDaemon(image_from_berths_store)),
         ("cli::detached_logs_ps_rm", ModuleTrial::WithDaemon(detached_logs_ps_rm)),
+        ("cli::exec_into_a_running_task", ModuleTrial::WithDaemon(exec_into_a_running_task)),
         ("cli::dead_socket_is_named", ModuleTrial::Standalone(dead_socket_is_named)),
     ]
 }
@@ -123,6 +124,39 @@ fn detached_logs_ps_rm(module: &Module) -> Result<()> {
     ensure!(rm.status.success(), "rm: {}", text(&rm.stderr));
     let ps = berth(module, &dir, &["ps", "-q"])?;
     ensure!(!text(&ps.stdout).lines().any(|l| l == id), "{id} listed after rm");
+    Ok(())
+}
+
+/// `berth exec --backend containerd`: the task's filesystem and the env its
+/// plugins gave it, flags on top, the exit code passed through.
+fn exec_into_a_running_task(module: &Module) -> Result<()> {
+    let dir = module.scratch_dir("cli-exec")?;
+    let id = unique_id("cli-exec");
+    let script = "echo mark > /tmp/mark; exec sleep 300";
+    let out = berth(module, &dir, &["run", "-d", "--name", &id, IMAGE_NAME, "sh", "-c", script])?;
+    ensure!(out.status.success(), "run -d: {}", text(&out.stderr));
+    let result = (|| -> Result<()> {
+        let probe = "cat /tmp/mark && echo \"$FROM_PLUGIN $EXTRA\" && exit 5";
+        let mut last = None;
+        for _ in 0..100 {
+            let out = berth(module, &dir, &["exec", "-e", "EXTRA=x1", &id, "sh", "-c", probe])?;
+            if out.status.code() == Some(5) {
+                last = Some(out);
+                break;
+            }
+            // Not running yet, or the mark not written yet.
+            last = Some(out);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let out = last.context("no exec ran")?;
+        let stdout = text(&out.stdout);
+        ensure!(out.status.code() == Some(5), "exec: {} {stdout} {}", out.status, text(&out.stderr));
+        ensure!(stdout == "mark\nnomad-task x1\n", "exec did not see the task's filesystem and env: {stdout:?}");
+        Ok(())
+    })();
+    let rm = berth(module, &dir, &["rm", "-f", &id])?;
+    result?;
+    ensure!(rm.status.success(), "rm -f: {}", text(&rm.stderr));
     Ok(())
 }
 
