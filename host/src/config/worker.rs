@@ -4,16 +4,16 @@
 //! [worker]
 //! root = "/var/lib/berth"
 //! snapshotter = "auto"                 # or overlayfs, native, fuse-overlayfs, a proxy's name
-//! proxy-snapshotter-socket = "/run/stargz/snapshotter.sock"
-//! labels = { zone = "a" }
+//! proxy-snapshotter-socket = "/run/stargz/snapshotter.sock"   # snapshots over containerd's gRPC API; needs a named snapshotter
+//! labels = { zone = "a" }              # shown by `berth worker` with berth's own
 //! platforms = ["linux/amd64"]
-//! rootless = false
-//! max-parallelism = 4
-//! apparmor-profile = "berth-default"
-//! selinux = false
+//! rootless = false                     # true is refused unless berth already runs in a user namespace
+//! max-parallelism = 4                  # concurrent layer downloads
+//! apparmor-profile = "berth-default"   # containers' profile unless a plugin sets one; refused where AppArmor is off
+//! selinux = false                      # true is refused (labelling is not implemented)
 //!
 //! [worker.network]
-//! mode = "bridge"                      # host | none | bridge | auto (= host)
+//! mode = "bridge"                      # host | none | bridge | auto (berth run: the spec's own namespace)
 //! cni-config-dir = "/etc/cni/net.d"
 //! cni-bin-dir = "/usr/lib/cni"
 //! cni-pool-size = 4
