@@ -216,6 +216,12 @@ impl PluginHost {
             // saves a madvise + page faults on every call.
             .linear_memory_keep_resident(options.keep_resident_bytes)
             .table_keep_resident(16 << 10);
+        // Calls are synchronous, on the caller's stack: no async fiber
+        // stacks. wasmtime-wasi compiles wasmtime's async support in, and the
+        // pool's default then reserves 1000 guarded stacks at engine start
+        // (~1000 mprotects and ~2000 mappings that every fork and exit of
+        // the process then copies and tears down: ~13 ms of `berth run`).
+        pool.total_stacks(0);
         if pagemap {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
                 .linear_memory_keep_resident(options.keep_resident_bytes.max(PAGEMAP_KEEP_RESIDENT));
