@@ -10,7 +10,7 @@ use std::sync::Arc;
 mod common;
 
 use berth_content::ContentStore;
-use berth_content::pull::{Credentials, ProgressMode, PullOptions, Puller, Reference, TargetPlatform};
+use berth_content::pull::{Credentials, ProgressMode, PullOptions, Puller, Reference};
 use berth_host::cli::pull::sources_from_plugins;
 use berth_plugin::{HostOptions, LoadRequest, LoadedPlugin, PluginHost, PluginKind};
 use common::{Registry, busybox_layout, plugin};

@@ -70,7 +70,7 @@ fn containers_on_a_bridge_reach_each_other() {
     let (layout, _) = busybox_layout(dir.path(), &["sh", "sleep", "ping", "wget", "httpd", "ip", "echo", "cat"]);
     let bridge = format!("bn{:x}", std::process::id() & 0xffffff);
     let _bridge = BridgeGuard(bridge.clone());
-    let subnet = format!("{}", free_subnet());
+    let subnet = free_subnet();
     let network_name = format!("berth-test-{bridge}");
     let cni_dir = dir.path().join("cni");
     std::fs::create_dir_all(&cni_dir).unwrap();

@@ -306,7 +306,7 @@ pub(crate) fn facts_to_wit(f: &HostFacts) -> wit::HostFacts {
 }
 
 pub(crate) fn choice_from_wit(c: wit::SnapshotterChoice, facts: &HostFacts) -> Result<SnapshotterChoice, String> {
-    if !facts.available.iter().any(|a| *a == c.name) {
+    if !facts.available.contains(&c.name) {
         return Err(format!(
             "snapshotter `{}` is not one this host has (available: {})",
             c.name,

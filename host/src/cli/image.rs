@@ -167,7 +167,7 @@ fn ls(content: &ContentStore, images: &ImageStore, args: LsArgs) -> anyhow::Resu
     }
     println!("{:<50} {:<9} {:<20} {:>10}  CREATED", "NAME", "TYPE", "DIGEST", "SIZE");
     for r in records {
-        let kind = if berth_content::media_types::is_index(&r.target.media_type().to_string()) { "index" } else { "manifest" };
+        let kind = if berth_content::media_types::is_index(r.target.media_type().as_ref()) { "index" } else { "manifest" };
         // Size for this host's platform: config + layers, as stored.
         let size = berth_content::resolve_image(content, &r.target, &Platform::host())
             .map(|i| human(i.manifest.layers().iter().map(|l| l.size()).sum::<u64>() + i.manifest.config().size()))
@@ -211,7 +211,7 @@ fn unpack(global: &GlobalArgs, root: &Path, content: &ContentStore, images: &Ima
             Err(_) => std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?,
         }
         for (i, (layer, diff_id)) in image.manifest.layers().iter().zip(image.diff_ids()).enumerate() {
-            let blob = content.open_blob(&layer.digest().to_string())?;
+            let blob = content.open_blob(layer.digest().as_ref())?;
             berth_unpack::apply_layer(dest, blob, Some(diff_id), &berth_unpack::ApplyOptions::default())
                 .with_context(|| format!("layer {i} ({}) into {}", layer.digest(), dest.display()))?;
         }

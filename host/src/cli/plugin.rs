@@ -196,7 +196,7 @@ fn ls(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
     } else if rows.is_empty() {
         println!("no plugins configured");
     } else {
-        println!("{:<20} {:<21} {:<10} {:<6} {:<13} {}", "NAME", "KIND", "VERSION", "WIT", "DIGEST", "DESCRIPTION");
+        println!("{:<20} {:<21} {:<10} {:<6} {:<13} DESCRIPTION", "NAME", "KIND", "VERSION", "WIT", "DIGEST");
         for row in &rows {
             match row {
                 Ok((_, l)) => println!(

@@ -387,11 +387,10 @@ impl<'a> Applier<'a> {
 
     fn lower_dir_meta(&self, components: &[Vec<u8>]) -> Option<rustix::fs::Stat> {
         for lower in &self.lowers {
-            if let Ok(fd) = lower.open_dir(components) {
-                if let Ok(st) = rustix::fs::fstat(&fd) {
+            if let Ok(fd) = lower.open_dir(components)
+                && let Ok(st) = rustix::fs::fstat(&fd) {
                     return Some(st);
                 }
-            }
         }
         None
     }

@@ -98,7 +98,7 @@ pub fn unpack_image_layers(
             .map_err(|e| Error::Other(anyhow::Error::new(e).context(format!("prepare {key}"))))?;
         let applied = (|| -> Result<LayerStats> {
             let (dir, apply_opts) = target(&mounts, opts)?;
-            let blob = store.open_blob(&layer.digest().to_string()).map_err(|e| Error::Other(e.into()))?;
+            let blob = store.open_blob(layer.digest().as_ref()).map_err(|e| Error::Other(e.into()))?;
             let size = blob.metadata().map(|m| m.len()).unwrap_or(0);
             if size != layer.size() {
                 return Err(Error::Other(anyhow::anyhow!(

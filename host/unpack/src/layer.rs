@@ -78,11 +78,10 @@ pub fn apply_layer_to(root: &Root, blob: impl Read + Send, diff_id: Option<&str>
         let stats = applied?;
         let (digest, size) = produced?;
         drained.map_err(|e| Error::InvalidArchive(format!("layer stream: {e}")))?;
-        if let Some(expected) = diff_id {
-            if expected != digest {
+        if let Some(expected) = diff_id
+            && expected != digest {
                 return Err(Error::DiffIdMismatch { expected: expected.to_string(), actual: digest });
             }
-        }
         Ok(LayerStats { compression, diff_id: digest, size, apply: stats })
     })
 }

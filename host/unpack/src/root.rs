@@ -206,8 +206,8 @@ pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     // Works for O_PATH descriptors too.
     let fd = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut reader = rustix::fs::Dir::new(fd)?;
-    while let Some(entry) = reader.next() {
+    let reader = rustix::fs::Dir::new(fd)?;
+    for entry in reader {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
