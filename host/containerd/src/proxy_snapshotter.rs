@@ -19,6 +19,8 @@ use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClien
 use containerd_client::services::v1::snapshots::{self as pb};
 use tonic::transport::Channel;
 
+use crate::connect::error_chain;
+
 /// How long connecting to the socket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// containerd's default gRPC message limits (16 MiB).
@@ -111,17 +113,6 @@ pub fn from_status(status: &tonic::Status, socket: &Path, call: &str, key: &str)
             status.message()
         )),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn mount_from_proto(m: containerd_client::types::Mount) -> Mount {
