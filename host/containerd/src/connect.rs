@@ -90,7 +90,7 @@ pub async fn unix_channel(path: &Path, connect_timeout: Duration) -> Result<Chan
 
 /// containerd's rule for namespace names: letters, digits, `.`, `_`, `-`,
 /// starting with a letter or digit, at most 76 characters.
-fn check_namespace_name(namespace: &str) -> Result<()> {
+pub(crate) fn check_namespace_name(namespace: &str) -> Result<()> {
     let valid = !namespace.is_empty()
         && namespace.len() <= 76
         && namespace.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -45,7 +45,7 @@ pub(crate) async fn release(leased: &Conn) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` in UTC (containerd parses RFC 3339).
-fn rfc3339(time: SystemTime) -> String {
+pub(crate) fn rfc3339(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

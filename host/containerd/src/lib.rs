@@ -27,7 +27,7 @@ pub mod unpack;
 pub use backend::{ContainerSummary, ContainerdBackend, CreatedTask, ExitStatus, RunOutcome, RunRequest, TaskState};
 pub use connect::unix_channel;
 pub use error::Error;
-pub use proxy_snapshotter::ProxySnapshotter;
+pub use proxy_snapshotter::{ProxyOptions, ProxySnapshotter};
 pub use runtime_options::{RUNC_V2, RuntimeSelection};
 pub use stdio::{Output, Stdio};
 

@@ -62,7 +62,10 @@ fn proxy_snapshotter_has_containerd_semantics_over_grpc() {
     let socket = dir.path().join("snap.sock");
     let _server = Server::start(&socket, local);
 
-    let proxy = ProxySnapshotter::connect(&socket, "native").unwrap();
+    // Every call carries a containerd-namespace header; berth's server
+    // serves one snapshotter whatever the namespace.
+    let options = berth_containerd::ProxyOptions { namespace: "berth-roundtrip".into(), ..Default::default() };
+    let proxy = ProxySnapshotter::connect_with(&socket, "native", options).unwrap();
     assert_eq!(proxy.name(), "native");
 
     // Prepare: a bind mount of a directory under the server's root.
@@ -101,7 +104,10 @@ fn proxy_snapshotter_has_containerd_semantics_over_grpc() {
     let mut info = proxy.stat("sha256:one").unwrap();
     info.labels = labels(&[("c", "3")]);
     let updated = proxy.update(info, &["labels.c".into(), "labels.b".into()]).unwrap();
-    assert_eq!(updated.labels, labels(&[("c", "3")]));
+    // The commit's gc.root label (what keeps it from containerd's GC) stays.
+    let mut kept = updated.labels.clone();
+    assert!(kept.remove(berth_containerd::proxy_snapshotter::GC_ROOT_LABEL).is_some(), "{:?}", updated.labels);
+    assert_eq!(kept, labels(&[("c", "3")]));
 
     assert!(proxy.usage("sha256:one").unwrap().size >= 2);
 
