@@ -2,7 +2,6 @@
 //! namespaces, flags on top, the exit code passed through; refused once the
 //! container has stopped.
 
-use std::path::Path;
 
 mod common;
 
@@ -14,11 +13,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn exec_joins_a_running_container() {
-    if !common::is_root() {
-        eprintln!("SKIP: needs root (berth run)");
-        return;
-    }
-    if let Some(why) = common::missing(&[Path::new(common::BUSYBOX)]) {
+    if let Some(why) = common::cannot_run_containers(&[]) {
         eprintln!("SKIP: {why}");
         return;
     }

@@ -13,7 +13,6 @@ mod common;
 use common::{Berth, ContainerGuard, busybox_layout};
 
 const CNI_BIN: &str = "/usr/lib/cni";
-const NETWORK_RUN_DIR: &str = "/run/berth/network";
 
 fn skip_reason() -> Option<String> {
     if !common::is_root() {
@@ -91,6 +90,7 @@ fn containers_on_a_bridge_reach_each_other() {
     std::fs::write(&config, format!("[worker.network]\ncni-config-dir = \"{}\"\n", cni_dir.display())).unwrap();
     let berth = Berth { root: dir.path().join("root"), config };
     berth.ok(&["image", "import", "--name", "netbox", layout.to_str().unwrap()]);
+    let network_dir = berth.state_dir().join("@network");
 
     // A serves a page on the bridge.
     let server = format!("net-a-{}", std::process::id());
@@ -100,6 +100,7 @@ fn containers_on_a_bridge_reach_each_other() {
     let ps = berth.wait_ps("A running", |ps| ps.lines().any(|l| l.starts_with(&server) && l.contains("running")));
     let a_ip = address_of(&ps, &server).unwrap_or_else(|| panic!("no address for {server} in ps:\n{ps}"));
     assert!(a_ip.starts_with(subnet.trim_end_matches("0/24")), "{a_ip} is not in {subnet}");
+    assert!(network_dir.join("netns").join(&server).exists(), "A's namespace is not under {}", network_dir.display());
 
     // B, on the same bridge, reaches A by ICMP and TCP (no `wget -T`: the
     // static busybox crashes on it), and has an address
@@ -116,8 +117,8 @@ fn containers_on_a_bridge_reach_each_other() {
     let b_line = stdout.lines().find(|l| l.contains("inet ")).unwrap_or_else(|| panic!("no eth0 address in B: {stdout}"));
     assert!(b_line.contains(subnet.trim_end_matches("0/24")) && !b_line.contains(&format!("{a_ip}/")), "{b_line}");
     // --rm released B's network: namespace, attachment and lease.
-    assert!(!Path::new(NETWORK_RUN_DIR).join("netns").join(&client).exists(), "B's namespace is left");
-    assert!(!Path::new(NETWORK_RUN_DIR).join("attachments").join(format!("{client}.json")).exists());
+    assert!(!network_dir.join("netns").join(&client).exists(), "B's namespace is left");
+    assert!(!network_dir.join("attachments").join(format!("{client}.json")).exists());
 
     // none: loopback only; the bridge is out of reach.
     let out = berth.run(&[
@@ -137,7 +138,7 @@ fn containers_on_a_bridge_reach_each_other() {
     berth.wait_ps("A stopped", |ps| !ps.lines().any(|l| l.starts_with(&server) && l.contains("running")));
     berth.ok(&["rm", &server]);
     assert!(!lease.exists(), "A's lease survived berth rm");
-    assert!(!Path::new(NETWORK_RUN_DIR).join("netns").join(&server).exists(), "A's namespace survived berth rm");
+    assert!(!network_dir.join("netns").join(&server).exists(), "A's namespace survived berth rm");
 }
 
 #[test]
@@ -152,6 +153,7 @@ fn bridge_without_a_network_config_fails_and_leaves_nothing() {
     std::fs::write(&config, "").unwrap();
     let berth = Berth { root: dir.path().join("root"), config };
     berth.ok(&["image", "import", "--name", "netbox", layout.to_str().unwrap()]);
+    let network_dir = berth.state_dir().join("@network");
     let empty = dir.path().join("no-cni");
     std::fs::create_dir_all(&empty).unwrap();
     let id = format!("net-bad-{}", std::process::id());
@@ -162,5 +164,5 @@ fn bridge_without_a_network_config_fails_and_leaves_nothing() {
     assert!(!out.status.success(), "ran without a network");
     assert!(stderr.contains("no CNI network configuration") && stderr.contains(empty.to_str().unwrap()), "{stderr}");
     assert!(berth.ok(&["ps", "-q"]).trim().is_empty(), "a failed run left a container");
-    assert!(!Path::new(NETWORK_RUN_DIR).join("netns").join(&id).exists());
+    assert!(!network_dir.join("netns").join(&id).exists());
 }

@@ -190,7 +190,7 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
     if !args.detach {
         // A detached run networks the container in its child (this same
         // command line again), which also releases it with --rm.
-        container::network::join(network, &request.id, &mut spec)?;
+        container::network::join(network, &settings.state_dir(), &request.id, &mut spec)?;
     }
     let mut run = RunRequest::new(&request.id, &request.image, spec);
     run.snapshotter = args.snapshotter.clone();
@@ -221,7 +221,7 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
     };
     let outcome = backend.run(run).await;
     if args.rm || outcome.is_err() {
-        container::network::leave(network, &request.id)?;
+        container::network::leave(network, &settings.state_dir(), &request.id)?;
     }
     Ok(exit_code(outcome?.status.code))
 }
@@ -278,9 +278,10 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
         BackendKind::Containerd => block_on(async {
             let backend = connect(&args.backend).await?;
             let (config, _) = crate::config::Config::load(global.config.as_deref())?;
+            let state = config.worker.state_dir(&container::root_dir(global, &config));
             for id in &args.ids {
                 backend.delete(id, args.force).await?;
-                container::network::leave(&config.worker.network, id)?;
+                container::network::leave(&config.worker.network, &state, id)?;
             }
             Ok(ExitCode::SUCCESS)
         }),

@@ -97,6 +97,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let value = serde_json::json!({
             "id": id,
             "root": settings.root,
+            "state": settings.state_dir(),
             "labels": labels,
             "platforms": platforms,
             "snapshotter": snapshotter,
@@ -109,6 +110,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     println!("ID:\t\t{id}");
     println!("Root:\t\t{}", settings.root.display());
+    println!("State:\t\t{}", settings.state_dir().display());
     println!("Platforms:\t{}", platforms.join(","));
     println!("Snapshotter:\t{snapshotter}");
     println!("Network:\t{}", network_name(worker.network.mode));

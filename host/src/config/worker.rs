@@ -3,8 +3,11 @@
 //! ```toml
 //! [worker]
 //! root = "/var/lib/berth"
+//! state = "/run/berth"                 # run-time state (executor, network namespaces); default below
 //! snapshotter = "auto"                 # or overlayfs, native, fuse-overlayfs, a proxy's name
 //! proxy-snapshotter-socket = "/run/stargz/snapshotter.sock"   # snapshots over containerd's gRPC API; needs a named snapshotter
+//! proxy-snapshotter-namespace = "default"  # containerd namespace of its calls (containerd's own socket needs one)
+//! proxy-snapshotter-timeout = "60s"        # connecting, and each call, fail past this (naming the socket and the call)
 //! labels = { zone = "a" }              # shown by `berth worker` with berth's own
 //! platforms = ["linux/amd64"]
 //! rootless = false                     # true is refused unless berth already runs in a user namespace
@@ -38,6 +41,9 @@ use serde::{Deserialize, Deserializer};
 
 /// Where state lives when neither `--root` nor `worker.root` says.
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+/// Run-time state of the default root (tmpfs: gone with a reboot, as the
+/// containers are).
+pub const DEFAULT_STATE: &str = "/run/berth";
 /// Where Debian's containernetworking-plugins install.
 pub const DEFAULT_CNI_BIN_DIR: &str = "/usr/lib/cni";
 pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
@@ -48,10 +54,21 @@ pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
 pub struct WorkerConfig {
     /// State and storage root (`--root` overrides it).
     pub root: Option<PathBuf>,
+    /// Run-time state: the executor's containers, network namespaces and
+    /// attachments. Default: [`WorkerConfig::state_dir`].
+    pub state: Option<PathBuf>,
     /// `auto` (the snapshotter-selector plugin decides) or a snapshotter's name.
     pub snapshotter: SnapshotterChoice,
     /// A containerd proxy snapshotter's socket (gRPC snapshots service).
     pub proxy_snapshotter_socket: Option<PathBuf>,
+    /// The containerd namespace the proxy's calls are made in (the
+    /// `containerd-namespace` header; containerd's own snapshots service
+    /// requires it, plain proxies ignore it).
+    #[serde(deserialize_with = "containerd_namespace")]
+    pub proxy_snapshotter_namespace: String,
+    /// Connecting to the proxy, and each call, must finish within this.
+    #[serde(deserialize_with = "nonzero_duration")]
+    pub proxy_snapshotter_timeout: HumanDuration,
     /// Worker labels, reported to clients and passed to plugins.
     pub labels: BTreeMap<String, String>,
     /// Platforms this worker runs (`os/arch[/variant]`); empty means the host's.
@@ -73,8 +90,11 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             root: None,
+            state: None,
             snapshotter: SnapshotterChoice::Auto,
             proxy_snapshotter_socket: None,
+            proxy_snapshotter_namespace: berth_containerd::proxy_snapshotter::DEFAULT_NAMESPACE.to_string(),
+            proxy_snapshotter_timeout: HumanDuration(berth_containerd::proxy_snapshotter::DEFAULT_CALL_TIMEOUT),
             labels: BTreeMap::new(),
             platforms: Vec::new(),
             rootless: false,
@@ -96,6 +116,31 @@ impl WorkerConfig {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
+    /// How the proxy snapshotter is talked to: this namespace, and the
+    /// timeout for connecting and for each call.
+    pub fn proxy_options(&self) -> berth_containerd::ProxyOptions {
+        berth_containerd::ProxyOptions {
+            namespace: self.proxy_snapshotter_namespace.clone(),
+            connect_timeout: self.proxy_snapshotter_timeout.0,
+            call_timeout: self.proxy_snapshotter_timeout.0,
+        }
+    }
+
+    /// Run-time state of `root`: `worker.state`, else [`DEFAULT_STATE`] for
+    /// the default root, else a directory of its own,
+    /// `DEFAULT_STATE/@roots/<root key>` (see [`root_key`]). Each root is a
+    /// berth of its own: two roots' containers (or network attachments) of
+    /// the same name must not meet in one state directory. (`@` is not
+    /// allowed in container ids, so no container's state directory can be
+    /// named like it.)
+    pub fn state_dir(&self, root: &Path) -> PathBuf {
+        match (&self.state, root_key(root)) {
+            (Some(state), _) => state.clone(),
+            (None, None) => PathBuf::from(DEFAULT_STATE),
+            (None, Some(key)) => Path::new(DEFAULT_STATE).join("@roots").join(key),
+        }
+    }
+
     /// Applies the flags that were given; absent flags leave the file's value.
     pub fn apply_flags(&mut self, flags: &WorkerFlags) {
         if let Some(v) = &flags.worker_snapshotter {
@@ -103,6 +148,12 @@ impl WorkerConfig {
         }
         if let Some(v) = &flags.worker_proxy_snapshotter_socket {
             self.proxy_snapshotter_socket = Some(v.clone());
+        }
+        if let Some(v) = &flags.worker_proxy_snapshotter_namespace {
+            self.proxy_snapshotter_namespace = v.clone();
+        }
+        if let Some(v) = flags.worker_proxy_snapshotter_timeout {
+            self.proxy_snapshotter_timeout = v;
         }
         for (k, v) in &flags.worker_labels {
             self.labels.insert(k.clone(), v.clone());
@@ -155,6 +206,12 @@ pub struct WorkerFlags {
     /// A proxy snapshotter's socket (overrides worker.proxy-snapshotter-socket).
     #[arg(long, value_name = "PATH")]
     pub worker_proxy_snapshotter_socket: Option<PathBuf>,
+    /// The proxy's containerd namespace (overrides worker.proxy-snapshotter-namespace).
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_containerd_namespace)]
+    pub worker_proxy_snapshotter_namespace: Option<String>,
+    /// Connect and per-call timeout of the proxy, e.g. 30s (overrides worker.proxy-snapshotter-timeout).
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub worker_proxy_snapshotter_timeout: Option<HumanDuration>,
     /// Worker label KEY=VALUE, repeatable (added to worker.labels).
     #[arg(long = "worker-label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub worker_labels: Vec<(String, String)>,
@@ -196,11 +253,48 @@ pub struct WorkerFlags {
     pub worker_selinux: Option<bool>,
 }
 
+/// Names a root other than [`DEFAULT_ROOT`]: the first 16 hex digits of
+/// the sha256 of its absolute path (canonical when it exists, so one root
+/// however spelled). None for the default root.
+pub fn root_key(root: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let absolute = std::fs::canonicalize(root)
+        .or_else(|_| std::path::absolute(root))
+        .unwrap_or_else(|_| root.to_path_buf())
+        .components()
+        .collect::<PathBuf>();
+    if absolute == Path::new(DEFAULT_ROOT) {
+        return None;
+    }
+    let digest = berth_content::sha256_digest(absolute.as_os_str().as_bytes());
+    Some(digest.trim_start_matches("sha256:")[..16].to_string())
+}
+
+/// The containerd-style namespace of `berth run`'s containers on `root`
+/// (their cgroups are `/<namespace>/<id>`): `berth` on the default root,
+/// `berth-<root key>` on another, so two roots' containers of one name never
+/// share a cgroup.
+pub fn container_namespace(root: &Path) -> String {
+    match root_key(root) {
+        None => "berth".to_string(),
+        Some(key) => format!("berth-{key}"),
+    }
+}
+
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("invalid value {s:?}: expected a whole number of at least 1")),
     }
+}
+
+fn parse_containerd_namespace(s: &str) -> Result<String, String> {
+    berth_containerd::proxy_snapshotter::check_namespace(s).map(|()| s.to_string())
+}
+
+fn parse_nonzero_duration(s: &str) -> Result<HumanDuration, String> {
+    let d: HumanDuration = s.parse()?;
+    if d.0.is_zero() { Err(format!("invalid duration {s:?}: must be at least 1s")) } else { Ok(d) }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -469,6 +563,14 @@ fn platforms<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Platform>, D::Error>
         .collect()
 }
 
+fn containerd_namespace<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parse_containerd_namespace(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    parse_nonzero_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
 fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     let n = i64::deserialize(d)?;
     if n < 1 {
@@ -498,6 +600,8 @@ mod tests {
             root = "/srv/berth"
             snapshotter = "overlayfs"
             proxy-snapshotter-socket = "/run/stargz.sock"
+            proxy-snapshotter-namespace = "k8s.io"
+            proxy-snapshotter-timeout = "2m"
             labels = { zone = "a", "org.example/tier" = "gold" }
             platforms = ["linux/amd64", "linux/arm/v7"]
             rootless = true
@@ -518,6 +622,9 @@ mod tests {
         .unwrap();
         assert_eq!(w.root.as_deref(), Some(Path::new("/srv/berth")));
         assert_eq!(w.snapshotter, SnapshotterChoice::Named("overlayfs".into()));
+        let proxy = w.proxy_options();
+        assert_eq!((proxy.namespace.as_str(), proxy.call_timeout), ("k8s.io", Duration::from_secs(120)));
+        assert_eq!(proxy.connect_timeout, Duration::from_secs(120));
         assert_eq!(w.labels["org.example/tier"], "gold");
         assert_eq!(w.platforms[1].variant.as_deref(), Some("v7"));
         assert_eq!(w.platforms[0].to_string(), "linux/amd64");
@@ -528,6 +635,24 @@ mod tests {
         assert!(!w.gc.enabled);
         assert_eq!(w.gc.keep_storage, Some(ByteSize(10_000_000_000)));
         assert_eq!(w.gc.keep_duration, Some(HumanDuration(Duration::from_secs(5400))));
+    }
+
+    #[test]
+    fn each_root_has_its_own_state() {
+        let w = parse("").unwrap();
+        assert_eq!(w.state_dir(Path::new(DEFAULT_ROOT)), Path::new(DEFAULT_STATE));
+        let a = w.state_dir(Path::new("/srv/a"));
+        let b = w.state_dir(Path::new("/srv/b"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("/run/berth/@roots"), "{}", a.display());
+        assert_eq!(a, w.state_dir(Path::new("/srv/a/")));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(w.state_dir(dir.path()), w.state_dir(&dir.path().join("sub/..")), "one root, one state");
+        assert_eq!(container_namespace(Path::new(DEFAULT_ROOT)), "berth");
+        assert_ne!(container_namespace(Path::new("/srv/a")), container_namespace(Path::new("/srv/b")));
+        let w = parse("[worker]\nstate = \"/run/mine\"").unwrap();
+        assert_eq!(w.state_dir(Path::new("/srv/a")), Path::new("/run/mine"));
     }
 
     #[test]
@@ -553,6 +678,8 @@ mod tests {
         assert_eq!(w.network.cni_bin_dir, Path::new(DEFAULT_CNI_BIN_DIR));
         assert_eq!(w.root_dir(None), Path::new(DEFAULT_ROOT));
         assert_eq!(w.root_dir(Some(Path::new("/x"))), Path::new("/x"));
+        let (proxy, default) = (w.proxy_options(), berth_containerd::ProxyOptions::default());
+        assert_eq!((proxy.namespace, proxy.call_timeout), (default.namespace, default.call_timeout));
     }
 
     #[test]
@@ -573,6 +700,11 @@ mod tests {
             ("[worker]\nmax-parallelism = 0", "max-parallelism"),
             ("[worker]\nsnapshotter = \"a b\"", "snapshotter"),
             ("[worker]\nrootless = \"yes\"", "rootless"),
+            ("[worker]\nproxy-snapshotter-namespace = \"a/b\"", "proxy-snapshotter-namespace"),
+            ("[worker]\nproxy-snapshotter-namespace = \"\"", "proxy-snapshotter-namespace"),
+            ("[worker]\nproxy-snapshotter-timeout = \"0s\"", "proxy-snapshotter-timeout"),
+            ("[worker]\nproxy-snapshotter-timeout = \"soon\"", "proxy-snapshotter-timeout"),
+            ("[worker]\nproxy-snapshotter-timeout = 30", "proxy-snapshotter-timeout"),
         ] {
             let e = err(text);
             assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
@@ -619,6 +751,10 @@ mod tests {
             "8",
             "--worker-selinux",
             "true",
+            "--worker-proxy-snapshotter-namespace",
+            "berth",
+            "--worker-proxy-snapshotter-timeout",
+            "5s",
         ])
         .unwrap();
         w.apply_flags(&cmd.worker);
@@ -629,9 +765,13 @@ mod tests {
         assert_eq!(w.gc.keep_storage, Some(ByteSize(2 << 30)));
         assert_eq!(w.max_parallelism, Some(8));
         assert!(w.selinux);
+        assert_eq!(w.proxy_options().namespace, "berth");
+        assert_eq!(w.proxy_options().call_timeout, Duration::from_secs(5));
         // A flag that is absent leaves the file's value.
         assert!(!w.rootless);
         assert!(Cmd::try_parse_from(["x", "--max-parallelism", "0"]).is_err());
         assert!(Cmd::try_parse_from(["x", "--worker-label", "novalue"]).is_err());
+        assert!(Cmd::try_parse_from(["x", "--worker-proxy-snapshotter-namespace", "-x"]).is_err());
+        assert!(Cmd::try_parse_from(["x", "--worker-proxy-snapshotter-timeout", "0s"]).is_err());
     }
 }

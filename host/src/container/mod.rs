@@ -74,6 +74,12 @@ impl Settings {
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
+
+    /// Run-time state of this root (`[worker] state`; see
+    /// [`crate::config::worker::WorkerConfig::state_dir`]).
+    pub fn state_dir(&self) -> PathBuf {
+        self.config.worker.state_dir(&self.root)
+    }
 }
 
 /// `--root`, else the `[worker] root`, else /var/lib/berth.
@@ -115,7 +121,7 @@ pub fn assemble_spec(
 ) -> anyhow::Result<Assembled> {
     let spec_request = Request {
         id: request.id.clone(),
-        namespace: "berth".into(),
+        namespace: crate::config::worker::container_namespace(&settings.root),
         image: Some(request.image.clone()),
         image_config: berth_spec::image::view_of_config(image_config.config().as_ref().unwrap_or(&Default::default())),
         args: (!request.command.is_empty()).then(|| request.command.clone()),

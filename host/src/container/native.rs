@@ -21,8 +21,10 @@ use super::{ContainerRequest, Settings};
 use crate::cli::GlobalArgs;
 use crate::cli::run::RunArgs;
 
-/// Where executor state lives (tmpfs: gone at reboot, like runc's).
-pub const RUN_ROOT: &str = "/run/berth";
+/// Where the state of containers made before records named it lived.
+fn default_state() -> PathBuf {
+    PathBuf::from(crate::config::worker::DEFAULT_STATE)
+}
 
 /// What another `berth` process needs to find a container's parts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +39,14 @@ pub struct ContainerRecord {
     /// when the container was made), so `berth rm` reaches the same one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_socket: Option<PathBuf>,
+    /// The containerd namespace its snapshot was made in through the proxy
+    /// (`[worker] proxy-snapshotter-namespace`); absent: the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_namespace: Option<String>,
+    /// The worker's run-time state directory when the container was made
+    /// (executor state, network attachment): `berth rm` looks there.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
 }
 
 fn records_dir(root: &Path) -> PathBuf {
@@ -54,16 +64,16 @@ fn load_record(root: &Path, id: &str) -> anyhow::Result<ContainerRecord> {
     serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The executor named in a record or a flag.
-fn executor(root: &Path, name: &str) -> anyhow::Result<Box<dyn Executor>> {
+/// The executor named in a record or a flag, its state under `state`.
+fn executor(state: &Path, root: &Path, name: &str) -> anyhow::Result<Box<dyn Executor>> {
     if name == "native" {
-        return Ok(Box::new(NativeExecutor::new(RUN_ROOT)));
+        return Ok(Box::new(NativeExecutor::new(state)));
     }
     let binary = crate::cli::run::resolve_binary(name)?;
     let stem = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
     Ok(Box::new(OciRuntimeExecutor::new(
         &binary,
-        Path::new(RUN_ROOT).join(format!("oci-{stem}")),
+        state.join(format!("@oci-{stem}")),
         root.join("bundles"),
     )))
 }
@@ -126,10 +136,20 @@ pub fn open_snapshotter(root: &Path, name: &str) -> anyhow::Result<Arc<dyn Snaps
 
 /// `[worker] proxy-snapshotter-socket`: the snapshotter is containerd's
 /// snapshots gRPC service on that socket, under `name` (buildkitd's worker
-/// does the same; the snapshotter-selector plugin is not consulted).
-pub fn open_proxy_snapshotter(socket: &Path, name: &str) -> anyhow::Result<Arc<dyn Snapshotter>> {
-    let proxy = berth_containerd::ProxySnapshotter::connect(socket, name)
-        .with_context(|| format!("proxy snapshotter {name} (worker.proxy-snapshotter-socket = {})", socket.display()))?;
+/// does the same; the snapshotter-selector plugin is not consulted), in
+/// `worker`'s proxy-snapshotter-namespace and within its timeout.
+pub fn open_proxy_snapshotter(
+    worker: &crate::config::worker::WorkerConfig,
+    socket: &Path,
+    name: &str,
+) -> anyhow::Result<Arc<dyn Snapshotter>> {
+    let proxy = berth_containerd::ProxySnapshotter::connect_with(socket, name, worker.proxy_options()).with_context(|| {
+        format!(
+            "proxy snapshotter {name} (worker.proxy-snapshotter-socket = {}, namespace {})",
+            socket.display(),
+            worker.proxy_snapshotter_namespace
+        )
+    })?;
     Ok(Arc::new(proxy))
 }
 
@@ -152,7 +172,11 @@ pub fn proxy_snapshotter_name(worker: &crate::config::worker::WorkerConfig, flag
 fn record_snapshotter(root: &Path, container: &ContainerRecord) -> anyhow::Result<Arc<dyn Snapshotter>> {
     match &container.proxy_socket {
         Some(socket) => {
-            let proxy = berth_containerd::ProxySnapshotter::connect(socket, &container.snapshotter).with_context(|| {
+            let options = berth_containerd::ProxyOptions {
+                namespace: container.proxy_namespace.clone().unwrap_or_else(|| berth_containerd::ProxyOptions::default().namespace),
+                ..Default::default()
+            };
+            let proxy = berth_containerd::ProxySnapshotter::connect_with(socket, &container.snapshotter, options).with_context(|| {
                 format!("proxy snapshotter {} (the one container {} was made with)", container.snapshotter, container.id)
             })?;
             Ok(Arc::new(proxy))
@@ -189,7 +213,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     // below, before the container exists): one fdatasync less than a
     // durable prepare (see berth_snapshot::Durability::AtClose).
     let snapshotter = match &proxy_socket {
-        Some(socket) => open_proxy_snapshotter(socket, &snapshotter_name)?,
+        Some(socket) => open_proxy_snapshotter(&settings.config.worker, socket, &snapshotter_name)?,
         None => {
             let snapshot_dir = root.join("snapshots").join(&snapshotter_name);
             berth_snapshot::open_with(&snapshotter_name, &snapshot_dir, berth_snapshot::Durability::AtClose)
@@ -214,7 +238,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         snapshotter: snapshotter_name.clone(),
         executor: executor_name.clone(),
         log: None,
+        proxy_namespace: proxy_socket.as_ref().map(|_| settings.config.worker.proxy_snapshotter_namespace.clone()),
         proxy_socket,
+        state: settings.config.worker.state_dir(&root),
     };
     std::fs::create_dir_all(records_dir(&root))?;
     std::fs::write(&record_file, serde_json::to_vec_pretty(&container)?)?;
@@ -228,9 +254,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         std::fs::create_dir_all(&bundle_dir)?;
         let (rootfs, _mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
         let mut spec = assembled.spec;
-        super::network::join(&settings.config.worker.network, &request.id, &mut spec)?;
+        super::network::join(&settings.config.worker.network, &container.state, &request.id, &mut spec)?;
         let bundle = Bundle { dir: bundle_dir, spec, rootfs };
-        let executor = executor(&root, &executor_name)?;
+        let executor = executor(&container.state, &root, &executor_name)?;
         // The spec as created: `berth exec` starts from its process.
         std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&bundle.spec)?)?;
         executor.create(&request.id, &bundle, Stdio::Inherit)?;
@@ -280,7 +306,7 @@ fn remove_parts(
     container: &ContainerRecord,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    match super::network::leave(network, &container.id) {
+    match super::network::leave(network, &container.state, &container.id) {
         Ok(()) => {}
         Err(err) if quiet => tracing::warn!(id = %container.id, "releasing the network: {err:#}"),
         Err(err) => return Err(err),
@@ -316,12 +342,12 @@ pub fn ps(global: &GlobalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         for entry in entries.flatten() {
             let Some(id) = entry.file_name().to_string_lossy().strip_suffix(".json").map(str::to_string) else { continue };
             let Ok(record) = load_record(&root, &id) else { continue };
-            let state = executor(&root, &record.executor).and_then(|e| Ok(e.state(&id)?));
+            let state = executor(&record.state, &root, &record.executor).and_then(|e| Ok(e.state(&id)?));
             let (status, pid) = match state {
                 Ok(state) => (format!("{:?}", state.status()).to_lowercase(), state.pid().map(|p| p.to_string()).unwrap_or_default()),
                 Err(_) => ("unknown".to_string(), String::new()),
             };
-            let addresses = super::network::addresses(&id).join(",");
+            let addresses = super::network::addresses(&record.state, &id).join(",");
             rows.push((id, record.image, status, pid, addresses));
         }
     }
@@ -342,14 +368,14 @@ pub fn ps(global: &GlobalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 pub fn kill(global: &GlobalArgs, id: &str, signal: i32) -> anyhow::Result<ExitCode> {
     let root = root_of(global)?;
     let record = load_record(&root, id)?;
-    executor(&root, &record.executor)?.kill(id, signal, false)?;
+    executor(&record.state, &root, &record.executor)?.kill(id, signal, false)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rm(global: &GlobalArgs, id: &str, force: bool) -> anyhow::Result<()> {
     let (config, root) = config_and_root(global)?;
     let record = load_record(&root, id)?;
-    let executor = executor(&root, &record.executor)?;
+    let executor = executor(&record.state, &root, &record.executor)?;
     match executor.delete(id, force) {
         Ok(()) | Err(berth_runtime::Error::NotFound(_)) => {}
         Err(err) => return Err(err).with_context(|| format!("removing container {id}")),
@@ -440,7 +466,7 @@ pub fn exec(global: &GlobalArgs, id: &str, request: &ExecRequest) -> anyhow::Res
     )
     .with_context(|| format!("container {id}: parsing {}", spec_path.display()))?;
     let process = exec_process(&spec, request)?;
-    let executor = executor(&root, &record.executor)?;
+    let executor = executor(&record.state, &root, &record.executor)?;
     let state = executor.state(id).with_context(|| format!("container {id}"))?;
     if !matches!(state.status(), oci_spec::runtime::ContainerState::Running) {
         bail!("container {id} is {}, not running", format!("{:?}", state.status()).to_lowercase());

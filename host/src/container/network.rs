@@ -19,9 +19,13 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::config::worker::{NetworkConfig, NetworkMode};
 
-/// Namespaces and attachment records live here (tmpfs: the namespaces'
-/// bind mounts are gone at reboot too).
-pub const NETWORK_RUN_DIR: &str = "/run/berth/network";
+/// Where a worker's namespaces and attachment records live: under its
+/// run-time state (`[worker] state`, tmpfs: the namespaces' bind mounts are
+/// gone at reboot too). `@` keeps it apart from the executor's container
+/// directories, which share the state directory.
+pub fn run_dir(state: &Path) -> PathBuf {
+    state.join("@network")
+}
 
 /// What the spec's network namespace is after the plugin chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +101,8 @@ fn manager(config: &NetworkConfig, run_dir: &Path) -> anyhow::Result<NetworkMana
 
 /// Networks container `id` as `config` says and points `spec` at it.
 /// `Some` when berth attached something [`leave`] must release.
-pub fn join(config: &NetworkConfig, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
-    join_in(config, Path::new(NETWORK_RUN_DIR), id, spec)
+pub fn join(config: &NetworkConfig, state: &Path, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
+    join_in(config, &run_dir(state), id, spec)
 }
 
 fn join_in(config: &NetworkConfig, run_dir: &Path, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
@@ -122,8 +126,8 @@ fn join_in(config: &NetworkConfig, run_dir: &Path, id: &str, spec: &mut Spec) ->
 }
 
 /// Releases whatever [`join`] attached for `id` (nothing attached is fine).
-pub fn leave(config: &NetworkConfig, id: &str) -> anyhow::Result<()> {
-    leave_in(config, Path::new(NETWORK_RUN_DIR), id)
+pub fn leave(config: &NetworkConfig, state: &Path, id: &str) -> anyhow::Result<()> {
+    leave_in(config, &run_dir(state), id)
 }
 
 fn leave_in(config: &NetworkConfig, run_dir: &Path, id: &str) -> anyhow::Result<()> {
@@ -143,8 +147,8 @@ fn leave_in(config: &NetworkConfig, run_dir: &Path, id: &str) -> anyhow::Result<
 }
 
 /// The addresses a container got (for `berth ps`).
-pub fn addresses(id: &str) -> Vec<String> {
-    let file = Path::new(NETWORK_RUN_DIR).join("attachments").join(format!("{id}.json"));
+pub fn addresses(state: &Path, id: &str) -> Vec<String> {
+    let file = run_dir(state).join("attachments").join(format!("{id}.json"));
     std::fs::read(file)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Attachment>(&bytes).ok())

@@ -27,6 +27,15 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Why a test that runs containers cannot run here (not root, or missing
+/// busybox-static and `needs`); None when it can. Print it and return.
+pub fn cannot_run_containers(needs: &[&Path]) -> Option<String> {
+    if !is_root() {
+        return Some("needs root (berth run)".into());
+    }
+    missing(&[Path::new(BUSYBOX)]).or_else(|| missing(needs))
+}
+
 pub fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
@@ -182,6 +191,12 @@ impl Berth {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// This root's run-time state directory, as `berth worker` reports it.
+    pub fn state_dir(&self) -> PathBuf {
+        let worker: serde_json::Value = serde_json::from_str(&self.ok(&["worker", "--json"])).unwrap();
+        PathBuf::from(worker["state"].as_str().expect("berth worker --json has no state"))
     }
 
     /// Runs and expects success; stdout. On failure, prints detached logs.
