@@ -5,12 +5,16 @@
 //!
 //! ```text
 //! parent (runtime)              helper (stage 1)                 init (stage 2, pid 1)
-//!   spawn ──────────────────▶   recv Config
-//!                               setns(join...)  unshare(user)
-//!   write uid/gid maps ◀──────  UserNs
-//!   Go ─────────────────────▶   setresuid(0)  unshare(others)  fork ─▶ wait Go
-//!   ◀────────────────────────  Pid(init)  exit
-//!   cgroups += init; Go ─────────────────────────────────────▶  unshare(cgroup), hostname,
+//!   spawn, Config ──────────▶   (exec, relocation) recv Config
+//!   cgroups += helper           setns(join...)  unshare(user)
+//!   (v1: an RCU grace period,   UserNs ─┐
+//!    10-15 ms; the helper              │
+//!    goes on meanwhile)                │
+//!   Attached ───────────────▶          │
+//!   write uid/gid maps ◀───────────────┘
+//!   Go ─────────────────────▶   setresuid(0)  unshare(others)
+//!                               wait Attached; fork ─────────▶  (in the cgroups already)
+//!   ◀────────────────────────  Pid(init)  exit                   unshare(cgroup), hostname,
 //!   prestart/createRuntime ◀────────────────────────────────── Hooks (mounts done)
 //!   Go ─────────────────────────────────────────────────────▶  createContainer, pivot_root,
 //!                                                               rlimits, user, caps, cwd
@@ -90,13 +94,17 @@ fn helper(sock: &SyncSocket) -> Result<()> {
         // SAFETY: valid descriptor; this process is single-threaded (required for user/mnt).
         cvt(unsafe { libc::setns(f.as_raw_fd(), *flag) }).with_context(|| format!("setns {}", path.display()))?;
     }
+    // The parent attaches this process to the container's cgroups while it
+    // gets here (the attach's wait overlaps our exec and unshares); the
+    // init forked below inherits them, so it never runs outside them.
+    let mut attached = false;
     let flags = cfg.clone_flags & !libc::CLONE_NEWCGROUP;
     if flags & libc::CLONE_NEWUSER != 0 {
         // The user namespace first, so it owns every namespace made after it.
         // SAFETY: plain syscall in a single-threaded process.
         cvt(unsafe { libc::unshare(libc::CLONE_NEWUSER) }).context("unshare the user namespace")?;
         sock.send(&Msg::UserNs)?;
-        sock.expect(&Msg::Go).context("waiting for the id maps")?;
+        expect_noting_attached(sock, &Msg::Go, &mut attached).context("waiting for the id maps")?;
         // SAFETY: plain syscalls.
         unsafe {
             cvt(libc::setresgid(0, 0, 0)).context("setresgid 0 in the user namespace")?;
@@ -107,6 +115,9 @@ fn helper(sock: &SyncSocket) -> Result<()> {
     if rest != 0 {
         // SAFETY: plain syscall. CLONE_NEWPID applies to the child forked next.
         cvt(unsafe { libc::unshare(rest) }).context("unshare namespaces")?;
+    }
+    if !attached {
+        expect_noting_attached(sock, &Msg::Attached, &mut attached).context("waiting for the cgroup")?;
     }
     // SAFETY: this process is single-threaded: fork is safe.
     let pid = cvt(unsafe { libc::fork() }).context("fork the init")?;
@@ -123,15 +134,31 @@ fn helper(sock: &SyncSocket) -> Result<()> {
     Ok(())
 }
 
+/// Waits for `want`; an `Attached` arriving first (the parent sends it
+/// whenever its cgroup write returns) is noted on the way.
+fn expect_noting_attached(sock: &SyncSocket, want: &Msg, attached: &mut bool) -> Result<()> {
+    loop {
+        let m = sock.recv()?;
+        if m == Msg::Attached {
+            *attached = true;
+        }
+        match m {
+            m if &m == want => return Ok(()),
+            Msg::Attached => {}
+            Msg::Error(e) => bail!("{e}"),
+            other => bail!("expected {want:?}, got {other:?}"),
+        }
+    }
+}
+
 enum Never {}
 
 fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
-    sock.expect(&Msg::Go).context("waiting for the cgroup")?;
     let process = cfg.spec.process().clone().context("the spec has no process")?;
     let mut fifo_dir = None;
     if cfg.mode == Mode::Create {
         if cfg.clone_flags & libc::CLONE_NEWCGROUP != 0 {
-            // Now that we sit in our cgroup, it becomes the namespace's root.
+            // Forked inside our cgroups (the helper's): they become the namespace's root.
             // SAFETY: plain syscall.
             cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).context("unshare the cgroup namespace")?;
         }

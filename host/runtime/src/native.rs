@@ -168,6 +168,25 @@ fn write_id_maps(pid: u32, spec: &Spec) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Puts the init helper into the container's cgroups right after it was
+/// spawned, then tells it so: the init it forks inherits them. The write
+/// runs while the helper execs and unshares: on cgroup v1 the first
+/// `cgroup.procs` write of a while waits for an RCU grace period (10-15 ms),
+/// which used to be paid after the helper had forked the init. A helper that
+/// died first is reported with its own error, not the write's ESRCH.
+fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Child>, sock: &SyncSocket) -> anyhow::Result<()> {
+    if let Err(e) = cg.add(helper_pid as i32) {
+        if let Some(h) = helper
+            && matches!(h.try_wait(), Ok(Some(_)))
+            && let Ok(Msg::Error(m)) = sock.recv()
+        {
+            bail!(m);
+        }
+        return Err(e.context("cgroup"));
+    }
+    sock.send(&Msg::Attached).context("tell the init helper it is in its cgroups")
+}
+
 /// Undoes a half-made container.
 struct Cleanup<'a> {
     dir: PathBuf,
@@ -290,6 +309,7 @@ impl NativeExecutor {
         let helper_pid = child.id();
         cleanup.helper = Some(child);
         sock.send(&Msg::Config(serde_json::to_vec(&cfg)?)).context("send the configuration")?;
+        attach_helper(&*cg, helper_pid, cleanup.helper.as_mut(), &sock)?;
         loop {
             match sock.recv() {
                 Ok(Msg::UserNs) => {
@@ -303,8 +323,6 @@ impl NativeExecutor {
                     if !st.success() {
                         bail!("the init helper failed: {st}");
                     }
-                    cg.add(pid).context("cgroup")?;
-                    sock.send(&Msg::Go)?;
                 }
                 Ok(Msg::Hooks) => {
                     let h = spec.hooks().clone().unwrap_or_default();
@@ -503,21 +521,23 @@ impl Executor for NativeExecutor {
         let cfg = InitConfig { console_fd, ..cfg };
         sock.send(&Msg::Config(serde_json::to_vec(&cfg).context("encode")?)).context("send the configuration")?;
         let mut pid = 0;
-        let result: anyhow::Result<()> = (|| loop {
-            match sock.recv() {
-                Ok(Msg::Pid(p)) => {
-                    pid = p;
-                    let st = child.wait().context("wait for the init helper")?;
-                    if !st.success() {
-                        bail!("the init helper failed: {st}");
+        let result: anyhow::Result<()> = (|| {
+            let cg = cgroups::manager_for(&rec.cgroup)?;
+            attach_helper(&*cg, child.id(), Some(&mut child), &sock)?;
+            loop {
+                match sock.recv() {
+                    Ok(Msg::Pid(p)) => {
+                        pid = p;
+                        let st = child.wait().context("wait for the init helper")?;
+                        if !st.success() {
+                            bail!("the init helper failed: {st}");
+                        }
                     }
-                    cgroups::manager_for(&rec.cgroup)?.add(p).context("cgroup")?;
-                    sock.send(&Msg::Go)?;
+                    Ok(Msg::Ready) => return Ok(()),
+                    Ok(Msg::Error(e)) => bail!(e),
+                    Ok(other) => bail!("unexpected message from the exec helper: {other:?}"),
+                    Err(e) => return Err(anyhow::Error::new(e).context("the exec helper exited")),
                 }
-                Ok(Msg::Ready) => return Ok(()),
-                Ok(Msg::Error(e)) => bail!(e),
-                Ok(other) => bail!("unexpected message from the exec helper: {other:?}"),
-                Err(e) => return Err(anyhow::Error::new(e).context("the exec helper exited")),
             }
         })();
         if let Err(e) = result {

@@ -18,7 +18,10 @@ pub enum Msg {
     Pid(i32),
     /// helper -> parent: in its new user namespace, write the id maps.
     UserNs,
-    /// parent -> init: maps written, cgroups joined, hooks run: go on.
+    /// parent -> helper: the helper is in the container's cgroups (the init
+    /// it forks inherits them); it forks only after this.
+    Attached,
+    /// parent -> helper: id maps written; parent -> init: hooks run: go on.
     Go,
     /// init -> parent: mounts done, run prestart/createRuntime hooks now.
     Hooks,
@@ -36,6 +39,7 @@ const T_HOOKS: u8 = 4;
 const T_READY: u8 = 5;
 const T_ERROR: u8 = 6;
 const T_USERNS: u8 = 7;
+const T_ATTACHED: u8 = 8;
 
 impl Msg {
     pub fn encode(&self) -> Vec<u8> {
@@ -44,6 +48,7 @@ impl Msg {
             Msg::Pid(p) => [&[T_PID][..], &p.to_le_bytes()].concat(),
             Msg::Go => vec![T_GO],
             Msg::UserNs => vec![T_USERNS],
+            Msg::Attached => vec![T_ATTACHED],
             Msg::Hooks => vec![T_HOOKS],
             Msg::Ready => vec![T_READY],
             Msg::Error(e) => [&[T_ERROR][..], e.as_bytes()].concat(),
@@ -58,6 +63,7 @@ impl Msg {
             T_PID => Msg::Pid(i32::from_le_bytes(rest.try_into().map_err(|_| bad())?)),
             T_GO => Msg::Go,
             T_USERNS => Msg::UserNs,
+            T_ATTACHED => Msg::Attached,
             T_HOOKS => Msg::Hooks,
             T_READY => Msg::Ready,
             T_ERROR => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
@@ -142,6 +148,7 @@ mod tests {
             Msg::Pid(4242),
             Msg::Go,
             Msg::UserNs,
+            Msg::Attached,
             Msg::Hooks,
             Msg::Ready,
             Msg::Error("mount /proc: EPERM".into()),
