@@ -76,7 +76,7 @@ pub fn collect(root: &Path, worker: &WorkerConfig, policy: Policy, dry_run: bool
             SnapshotterChoice::Named(name) => name.clone(),
             SnapshotterChoice::Auto => "auto".to_string(),
         };
-        match crate::container::native::open_proxy_snapshotter(socket, &name) {
+        match crate::container::native::open_proxy_snapshotter(worker, socket, &name) {
             Ok(sn) => proxy = Some((proxy_gc_name(socket, &name), BerthMade(sn))),
             Err(e) => eprintln!("berth gc: proxy snapshotter skipped (its snapshots are kept): {e:#}"),
         }
@@ -198,7 +198,17 @@ impl Snapshotter for BerthMade {
         }
     }
     fn walk(&self, filters: &[String], f: &mut dyn FnMut(&Info) -> berth_snapshot::Result<()>) -> berth_snapshot::Result<()> {
-        self.0.walk(filters, &mut |info| if Self::is_berths(info) { f(info) } else { Ok(()) })
+        self.0.walk(filters, &mut |info| {
+            if !Self::is_berths(info) {
+                return Ok(());
+            }
+            // The gc.root label the proxy client puts on what it makes is
+            // for containerd's collector (containerd's own snapshots service
+            // as the proxy); here berth's references decide.
+            let mut info = info.clone();
+            info.labels.remove(berth_containerd::proxy_snapshotter::GC_ROOT_LABEL);
+            f(&info)
+        })
     }
     fn close(&self) -> berth_snapshot::Result<()> {
         self.0.close()

@@ -153,7 +153,7 @@ fn open_snapshotter(global: &GlobalArgs, root: &Path, name: &str) -> anyhow::Res
             crate::config::worker::SnapshotterChoice::Named(configured) => configured.as_str(),
             crate::config::worker::SnapshotterChoice::Auto => name,
         };
-        return crate::container::native::open_proxy_snapshotter(socket, name);
+        return crate::container::native::open_proxy_snapshotter(&config.worker, socket, name);
     }
     let dir = root.join("snapshots").join(name);
     berth_snapshot::open(name, &dir).with_context(|| format!("snapshotter {name} at {}", dir.display()))

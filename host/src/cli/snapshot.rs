@@ -96,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<ExitCode> 
                 crate::config::worker::SnapshotterChoice::Named(configured) => configured.clone(),
                 crate::config::worker::SnapshotterChoice::Auto => args.snapshotter.clone(),
             };
-            crate::container::native::open_proxy_snapshotter(socket, &name)?
+            crate::container::native::open_proxy_snapshotter(&config.worker, socket, &name)?
         }
         None => open_named(&resolve_name(&args.snapshotter, &snapshots_root)?, &snapshots_root)?,
     };
