@@ -134,31 +134,34 @@ fn through_proxy(served: &str) {
     let committed: Vec<&str> = listed.lines().filter(|l| l.ends_with("Committed")).collect();
     assert_eq!(committed.len(), 1, "one layer, one committed snapshot:\n{listed}");
 
+    // Container names unique to this test: the tests of this binary run
+    // at once, and two containers of one name would meet.
+    let (rm_name, kept) = (format!("proxied-rm-{served}"), format!("proxied-{served}"));
     // A container on top; --rm removes its active snapshot through the proxy.
-    let out = berth.ok(&["run", "--rm", "--name", "proxied-rm", "proxybox", "sh", "-c", "echo hi > /tmp/x; cat /tmp/x"]);
+    let out = berth.ok(&["run", "--rm", "--name", &rm_name, "proxybox", "sh", "-c", "echo hi > /tmp/x; cat /tmp/x"]);
     assert_eq!(out.trim(), "hi");
     let listed = berth.ok(&["snapshot", "ls"]);
-    assert!(!listed.contains("proxied-rm"), "--rm left the container's snapshot:\n{listed}");
+    assert!(!listed.contains(&rm_name), "--rm left the container's snapshot:\n{listed}");
 
     // Without --rm: the record remembers the socket, and `berth rm` reaches
     // the same snapshotter (here with no proxy in the config any more).
-    let out = berth.ok(&["run", "--name", "proxied", "proxybox", "sh", "-c", "cat /tmp/x 2>/dev/null || echo fresh"]);
+    let out = berth.ok(&["run", "--name", &kept, "proxybox", "sh", "-c", "cat /tmp/x 2>/dev/null || echo fresh"]);
     assert_eq!(out.trim(), "fresh", "a new container sees the image, not another container's writes");
-    let record = std::fs::read_to_string(client_root.join("containers/proxied.json")).unwrap();
+    let record = std::fs::read_to_string(client_root.join(format!("containers/{kept}.json"))).unwrap();
     let record: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(record["proxy_socket"].as_str(), Some(socket.to_str().unwrap()), "{record}");
     assert_eq!(record["snapshotter"].as_str(), Some(served), "{record}");
     let listed = berth.ok(&["snapshot", "ls"]);
-    assert!(listed.lines().any(|l| l.starts_with("proxied ") && l.ends_with("Active")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with(&format!("{kept} ")) && l.ends_with("Active")), "{listed}");
     // Its mounts as the server made them: under the server's root.
-    let mounts = berth.ok(&["snapshot", "mounts", "/target", "proxied"]);
+    let mounts = berth.ok(&["snapshot", "mounts", "/target", &kept]);
     let kind = if served == "overlayfs" { "overlay" } else { "bind" };
     assert!(mounts.contains(kind) && mounts.contains(server_root.to_str().unwrap()), "{mounts}");
     let plain = Berth { root: client_root.clone(), config: dir.path().join("empty.toml") };
     std::fs::write(&plain.config, "").unwrap();
-    plain.ok(&["rm", "proxied"]);
+    plain.ok(&["rm", &kept]);
     let listed = berth.ok(&["snapshot", "ls"]);
-    assert!(!listed.contains("proxied"), "berth rm left the container's snapshot on the proxy:\n{listed}");
+    assert!(!listed.contains(&kept), "berth rm left the container's snapshot on the proxy:\n{listed}");
 
     // The client root holds no snapshots: they all live behind the socket.
     assert!(!client_root.join("snapshots").join(served).exists(), "a local {served} snapshotter was created");
@@ -223,5 +226,49 @@ fn a_missing_proxy_socket_is_named() {
         let out = berth.run(&["run", "--rm", "--worker-proxy-snapshotter-socket", other.to_str().unwrap(), "box", "true"]);
         assert!(!out.status.success());
         assert!(stderr(&out).contains(other.to_str().unwrap()), "{}", stderr(&out));
+    }
+}
+
+/// A proxy that accepts connections and never answers (a real listening
+/// unix socket, nothing behind it): each berth command fails once
+/// `proxy-snapshotter-timeout` passes, naming the socket and the call, and
+/// leaves no container behind.
+#[test]
+fn a_proxy_that_never_answers_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, _) = busybox_layout(dir.path(), &["sh"]);
+    let socket = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Holds every connection open, reading nothing, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[worker]\nproxy-snapshotter-socket = \"{}\"\nsnapshotter = \"overlayfs\"\nproxy-snapshotter-timeout = \"1s\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let berth = Berth { root: dir.path().join("root"), config };
+
+    let check = |out: std::process::Output, what: &str, call: &str| {
+        assert!(!out.status.success(), "{what} succeeded without an answer from its proxy");
+        let err = stderr(&out);
+        assert!(err.contains(socket.to_str().unwrap()), "{what}: the socket is not named:\n{err}");
+        assert!(err.contains(call) && err.contains("no answer within 1s"), "{what}: the call {call} is not named:\n{err}");
+    };
+    check(berth.run(&["image", "import", "--name", "box", layout.to_str().unwrap()]), "import", "stat ");
+    check(berth.run(&["snapshot", "ls"]), "snapshot ls", "list");
+    if common::is_root() {
+        berth.ok(&["image", "import", "--no-unpack", "--name", "box", layout.to_str().unwrap()]);
+        check(berth.run(&["run", "--rm", "--name", "silent-proxy", "box", "sh", "-c", "true"]), "run", "stat ");
+        let records = dir.path().join("root/containers");
+        assert!(!records.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false), "a container record was left");
     }
 }
