@@ -43,9 +43,11 @@ pub enum Durability {
     /// Creations, commits and label updates are durable once the
     /// snapshotter is closed (its last handle dropped), all at once; removals
     /// stay durable when they return (the directory goes right after, and a
-    /// record must not outlive it). For a handle kept for a moment: redb's
-    /// close is a durable commit anyway (four fdatasyncs), so a durable
-    /// commit per operation before it only adds one more each. A crash
+    /// record must not outlive it). The close is one durable commit (two
+    /// fdatasyncs) whatever came before it, so this pays off for a handle
+    /// making several changes; for one change it costs what
+    /// `EveryChange` does (redb's own close is skipped either way: see
+    /// metadata.rs). A crash
     /// before the close loses those changes, consistently: the next open
     /// finds the records as they were and removes the directories of
     /// snapshots created meanwhile (no record names them).

@@ -5,11 +5,16 @@
 //! transaction, before it commits.
 
 use std::collections::HashSet;
+use std::mem::ManuallyDrop;
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::backends::FileBackend;
+use redb::{BackendError, Builder, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Info, Kind, Labels, Result};
@@ -85,16 +90,113 @@ pub(crate) fn validate_labels(labels: &Labels) -> Result<()> {
     Ok(())
 }
 
+/// The metadata database. Every durable commit records redb's allocator
+/// state (quick repair), so a handle is let go of without redb's close:
+/// that close is one more allocator-state commit and a clean-shutdown
+/// header, four fdatasyncs per handle (a `berth run --rm` opens two). The
+/// file is left as a crash right after the last commit would leave it, and
+/// the next open loads the recorded allocator state instead of rebuilding it
+/// (one header fdatasync there). What is durable and when is unchanged.
 pub(crate) struct Metadata {
-    db: Database,
+    db: ManuallyDrop<Database>,
+    file: Releasable,
     durability: redb::Durability,
+    /// A non-durable transaction was begun since the open
+    /// (`Durability::AtClose`): the drop makes it durable first, with one
+    /// more durable commit.
+    pending: AtomicBool,
+}
+
+impl Drop for Metadata {
+    fn drop(&mut self) {
+        let settled = !self.pending.load(Ordering::Acquire)
+            || self.begin_write_with(redb::Durability::Immediate).and_then(|txn| txn.commit().map_err(db_error)).is_ok();
+        if !settled || std::thread::panicking() {
+            // redb's own close makes pending commits durable (or logs why not).
+            // SAFETY: `db` is not used after this.
+            unsafe { ManuallyDrop::drop(&mut self.db) };
+            return;
+        }
+        // SAFETY: `db` is not used after this; leaked, never closed by redb.
+        std::mem::forget(unsafe { ManuallyDrop::take(&mut self.db) });
+        self.file.release();
+    }
+}
+
+/// redb's file backend behind a switch: [`Metadata`]'s drop closes the
+/// file here (releasing its locks, so other processes may open it) once the
+/// database that uses it is leaked.
+#[derive(Debug, Clone)]
+struct Releasable(Arc<RwLock<Option<FileBackend>>>);
+
+impl Releasable {
+    fn with<R, E: From<std::io::Error>>(&self, f: impl FnOnce(&FileBackend) -> std::result::Result<R, E>) -> std::result::Result<R, E> {
+        match self.0.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(backend) => f(backend),
+            None => Err(std::io::Error::other("the snapshot metadata file was closed").into()),
+        }
+    }
+
+    fn release(&self) {
+        if let Some(backend) = self.0.write().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = backend.close();
+        }
+    }
+}
+
+impl StorageBackend for Releasable {
+    fn len(&self) -> std::io::Result<u64> {
+        self.with(|b| b.len())
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.with(|b| b.read(offset, out))
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.with(|b| b.set_len(len))
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.with(|b| b.sync_data())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.with(|b| b.write(offset, data))
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.release();
+        Ok(())
+    }
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, BackendError> {
+        self.with(|b| b.try_lock_range(start, end))
+    }
+    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, BackendError> {
+        self.with(|b| b.try_lock_shared_range(start, end))
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), BackendError> {
+        self.with(|b| b.lock_range(start, end))
+    }
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), BackendError> {
+        self.with(|b| b.lock_shared_range(start, end))
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), BackendError> {
+        self.with(|b| b.unlock_range(start, end))
+    }
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, BackendError> {
+        self.with(|b| b.query_lock_range(start, end))
+    }
 }
 
 impl Metadata {
     pub fn open(path: &Path, durability: crate::Durability) -> Result<Metadata> {
-        let db = Database::create(path)
-            .with_context(|| format!("opening snapshot metadata {}", path.display()))
+        let context = || format!("opening snapshot metadata {}", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(context)
             .map_err(Error::Other)?;
+        let file = Releasable(Arc::new(RwLock::new(Some(FileBackend::new(file).with_context(context).map_err(Error::Other)?))));
+        let db = Builder::new().create_with_backend(file.clone()).with_context(context).map_err(Error::Other)?;
         // The tables are created once: a write transaction on every open
         // cost a durable commit (an fdatasync) even when they were all there.
         let ready = {
@@ -102,7 +204,8 @@ impl Metadata {
             txn.open_table(SNAPSHOTS).is_ok() && txn.open_table(CHILDREN).is_ok() && txn.open_table(COUNTERS).is_ok()
         };
         if !ready {
-            let txn = db.begin_write().map_err(db_error)?;
+            let mut txn = db.begin_write().map_err(db_error)?;
+            txn.set_quick_repair(true);
             txn.open_table(SNAPSHOTS).map_err(db_error)?;
             txn.open_table(CHILDREN).map_err(db_error)?;
             txn.open_table(COUNTERS).map_err(db_error)?;
@@ -113,7 +216,7 @@ impl Metadata {
             // redb's close commits durably whatever came before it.
             crate::Durability::AtClose => redb::Durability::None,
         };
-        Ok(Metadata { db, durability })
+        Ok(Metadata { db: ManuallyDrop::new(db), file, durability, pending: AtomicBool::new(false) })
     }
 
     /// A write transaction with this handle's durability.
@@ -124,6 +227,14 @@ impl Metadata {
     fn begin_write_with(&self, durability: redb::Durability) -> Result<WriteTransaction> {
         let mut txn = self.db.begin_write().map_err(db_error)?;
         txn.set_durability(durability).map_err(|e| Error::Other(anyhow::anyhow!("snapshot metadata database: {e}")))?;
+        // What lets the drop skip redb's close (see `Metadata`). Non-durable
+        // commits are made durable by the next durable one. Noted before the
+        // commit: a failed one is then made durable (or closed) properly.
+        if matches!(durability, redb::Durability::None) {
+            self.pending.store(true, Ordering::Release);
+        } else {
+            txn.set_quick_repair(true);
+        }
         Ok(txn)
     }
 

@@ -26,6 +26,13 @@ fn crash_child() {
     let sn = berth_snapshot::open_with(&name, Path::new(&root), durability).unwrap();
     match op.trim_end_matches("-at-close") {
         "prepare" => drop(sn.prepare("victim", Some("base"), Labels::new()).unwrap()),
+        "prepare-drop-kill" => {
+            sn.prepare("victim", Some("base"), Labels::new()).unwrap();
+            // The handle's drop skips redb's close: what it leaves must be
+            // complete for the next open even if the process dies right after.
+            drop(sn);
+            std::process::abort();
+        }
         "remove" => sn.remove("doomed").unwrap(),
         other => panic!("unknown op {other}"),
     }
@@ -166,5 +173,43 @@ fn at_close_durability_loses_unclosed_creations_whole_and_keeps_the_rest() {
         sn.stat("kept").unwrap();
         assert!(matches!(sn.stat("doomed"), Err(Error::NotFound(_))));
         check_consistent(&root, sn.as_ref());
+    }
+}
+
+/// A handle is let go of without redb's close (its commits recorded the
+/// allocator state): a process killed right after dropping one, with either
+/// durability, leaves every change it made to the next open, which goes on
+/// from there.
+#[test]
+fn a_kill_after_the_handle_is_dropped_keeps_its_changes() {
+    for name in ["native", "overlayfs"] {
+        for op in ["prepare-drop-kill", "prepare-drop-kill-at-close"] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            setup(&root, name);
+            let status = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+                .env(ROOT_ENV, &root)
+                .env(OP_ENV, op)
+                .env(SNAPSHOTTER_ENV, name)
+                .output()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.status.signal(), Some(libc::SIGABRT), "{op}: {}", String::from_utf8_lossy(&status.stderr));
+            for _ in 0..2 {
+                let sn = berth_snapshot::open(name, &root).unwrap();
+                sn.stat("victim").unwrap_or_else(|e| panic!("{name} {op}: {e}"));
+                sn.stat("doomed").unwrap();
+                check_consistent(&root, sn.as_ref());
+            }
+            let sn = berth_snapshot::open(name, &root).unwrap();
+            sn.remove("victim").unwrap();
+            sn.prepare("again", Some("base"), Labels::new()).unwrap();
+            drop(sn);
+            let sn = berth_snapshot::open(name, &root).unwrap();
+            assert!(matches!(sn.stat("victim"), Err(Error::NotFound(_))));
+            sn.stat("again").unwrap();
+            check_consistent(&root, sn.as_ref());
+        }
     }
 }
