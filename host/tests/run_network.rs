@@ -134,6 +134,11 @@ fn containers_on_a_bridge_reach_each_other() {
     // A removed: nothing of its network is left, its lease is released.
     let lease = dir.path().join("ipam").join(&network_name).join(&a_ip);
     assert!(lease.exists(), "A's lease {} missing", lease.display());
+    // Held under a host-unique CNI id (the root's namespace and the name):
+    // another root's container named like A must not share or free it.
+    let holder = std::fs::read_to_string(&lease).unwrap();
+    let holder = holder.lines().next().unwrap_or_default();
+    assert!(holder.starts_with("berth-") && holder.ends_with(&format!("-{server}")), "A's lease is held by {holder:?}");
     berth.ok(&["kill", "--signal", "KILL", &server]);
     berth.wait_ps("A stopped", |ps| !ps.lines().any(|l| l.starts_with(&server) && l.contains("running")));
     berth.ok(&["rm", &server]);

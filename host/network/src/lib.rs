@@ -63,6 +63,18 @@ pub struct Attachment {
     /// configuration, even if the configured network changed since).
     #[serde(default)]
     pub network: Option<NetworkConfigList>,
+    /// The `CNI_CONTAINERID` ADD ran with, when not `container_id` (IPAM
+    /// leases are keyed by it: it must be unique on the host, DEL must
+    /// repeat it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_container_id: Option<String>,
+}
+
+impl Attachment {
+    /// The `CNI_CONTAINERID` of this attachment's ADD and DEL.
+    pub fn cni_id(&self) -> &str {
+        self.cni_container_id.as_deref().unwrap_or(&self.container_id)
+    }
 }
 
 /// Where things are and which network bridge mode uses.
@@ -160,16 +172,31 @@ impl NetworkManager {
 
     /// Networks `container_id` in `mode`.
     pub fn attach(&self, container_id: &str, mode: NetworkMode) -> anyhow::Result<Attachment> {
+        self.attach_as(container_id, container_id, mode)
+    }
+
+    /// [`NetworkManager::attach`] with `cni_id` as the CNI plugins'
+    /// container id: unique on the host where `container_id` may not be
+    /// (two berth roots may each have a container of one name).
+    pub fn attach_as(&self, container_id: &str, cni_id: &str, mode: NetworkMode) -> anyhow::Result<Attachment> {
         validate_id(container_id)?;
+        validate_id(cni_id)?;
         if mode == NetworkMode::Bridge && self.opts.network.is_none() {
             bail!("bridge mode needs a CNI network configuration (worker.network.cni-config-dir)");
         }
-        let mut attachment =
-            Attachment { container_id: container_id.into(), mode, netns_path: None, ips: Vec::new(), cni_result: None, network: None };
+        let mut attachment = Attachment {
+            container_id: container_id.into(),
+            mode,
+            netns_path: None,
+            ips: Vec::new(),
+            cni_result: None,
+            network: None,
+            cni_container_id: (cni_id != container_id).then(|| cni_id.to_string()),
+        };
         if mode != NetworkMode::Host {
             let ns = self.claim_netns(container_id)?;
             attachment.netns_path = Some(ns.clone());
-            let result = self.setup(container_id, mode, &ns);
+            let result = self.setup(cni_id, mode, &ns);
             match result {
                 Ok(r) => {
                     if let Some(r) = r {
@@ -219,11 +246,11 @@ impl NetworkManager {
         let mut first_err = None;
         if a.mode == NetworkMode::Bridge
             && let Some(net) = a.network.as_ref().or(self.opts.network.as_ref())
-            && let Err(e) = self.invocation(&a.container_id, ns, IFNAME).del(net, a.cni_result.as_ref())
+            && let Err(e) = self.invocation(a.cni_id(), ns, IFNAME).del(net, a.cni_result.as_ref())
         {
             first_err = Some(e);
         }
-        if let Err(e) = self.invocation(&a.container_id, ns, "lo").del(&Self::loopback(), None) {
+        if let Err(e) = self.invocation(a.cni_id(), ns, "lo").del(&Self::loopback(), None) {
             first_err.get_or_insert(e);
         }
         if let Err(e) = netns::destroy(ns) {

@@ -108,7 +108,9 @@ fn bridge_namespaces_reach_each_other_and_none_is_isolated() {
 
     cleanup.ids.extend(["c1".to_string(), "c2".to_string(), "c3".to_string()]);
     let a1 = m.attach("c1", NetworkMode::Bridge).unwrap();
-    let a2 = m.attach("c2", NetworkMode::Bridge).unwrap();
+    // c2 as another berth root's container would be: the CNI plugins key
+    // its lease by the host-unique id, not the container's name.
+    let a2 = m.attach_as("c2", "root2-c2", NetworkMode::Bridge).unwrap();
     let a3 = m.attach("c3", NetworkMode::None).unwrap();
     assert_eq!(m.pooled().unwrap().len(), 1, "the pool is refilled after a claim");
 
@@ -127,8 +129,13 @@ fn bridge_namespaces_reach_each_other_and_none_is_isolated() {
     assert!(ping_from(&ns3, "127.0.0.1"), "loopback is down in none mode");
     assert!(!ping_from(&ns3, addr(&a1.ips[0])), "a none-mode namespace reached the bridge");
 
+    let lease2 = dir.path().join("ipam").join(format!("berth-test-{bridge}")).join(addr(&a2.ips[0]));
+    let holder = std::fs::read_to_string(&lease2).unwrap_or_default();
+    assert_eq!(holder.lines().next(), Some("root2-c2"), "c2's lease {} is held by {holder:?}", lease2.display());
+
     // Detach releases the address and the namespace.
     m.detach("c2").unwrap();
+    assert!(!lease2.exists(), "c2's lease survived its detach (DEL with another id?)");
     assert!(!ns2.exists());
     assert!(m.attachment("c2").unwrap().is_none());
     assert!(!ping_from(&ns1, addr(&a2.ips[0])), "c2's address still answers after detach");

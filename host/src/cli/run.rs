@@ -190,7 +190,8 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
     if !args.detach {
         // A detached run networks the container in its child (this same
         // command line again), which also releases it with --rm.
-        container::network::join(network, &settings.state_dir(), &request.id, &mut spec)?;
+        let namespace = crate::config::worker::container_namespace(&settings.root);
+        container::network::join(network, &settings.state_dir(), &namespace, &request.id, &mut spec)?;
     }
     let mut run = RunRequest::new(&request.id, &request.image, spec);
     run.snapshotter = args.snapshotter.clone();

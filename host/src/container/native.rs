@@ -254,7 +254,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         std::fs::create_dir_all(&bundle_dir)?;
         let (rootfs, _mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
         let mut spec = assembled.spec;
-        super::network::join(&settings.config.worker.network, &container.state, &request.id, &mut spec)?;
+        let namespace = crate::config::worker::container_namespace(&root);
+        super::network::join(&settings.config.worker.network, &container.state, &namespace, &request.id, &mut spec)?;
         let bundle = Bundle { dir: bundle_dir, spec, rootfs };
         let executor = executor(&container.state, &root, &executor_name)?;
         // The spec as created: `berth exec` starts from its process.

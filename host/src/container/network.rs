@@ -101,11 +101,13 @@ fn manager(config: &NetworkConfig, run_dir: &Path) -> anyhow::Result<NetworkMana
 
 /// Networks container `id` as `config` says and points `spec` at it.
 /// `Some` when berth attached something [`leave`] must release.
-pub fn join(config: &NetworkConfig, state: &Path, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
-    join_in(config, &run_dir(state), id, spec)
+/// `namespace` is the container's ([`crate::config::worker::container_namespace`]):
+/// with the id it names the container to the CNI plugins uniquely on the host.
+pub fn join(config: &NetworkConfig, state: &Path, namespace: &str, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
+    join_in(config, &run_dir(state), &format!("{namespace}-{id}"), id, spec)
 }
 
-fn join_in(config: &NetworkConfig, run_dir: &Path, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
+fn join_in(config: &NetworkConfig, run_dir: &Path, cni_id: &str, id: &str, spec: &mut Spec) -> anyhow::Result<Option<Attachment>> {
     check_mode(config.mode, &spec_network(spec))?;
     match config.mode {
         NetworkMode::Auto => Ok(None),
@@ -115,7 +117,7 @@ fn join_in(config: &NetworkConfig, run_dir: &Path, id: &str, spec: &mut Spec) ->
         }
         NetworkMode::None | NetworkMode::Bridge => {
             let attachment = manager(config, run_dir)?
-                .attach(id, config.mode.into())
+                .attach_as(id, cni_id, config.mode.into())
                 .with_context(|| format!("networking container {id} ({} mode)", mode_name(config.mode)))?;
             let path = attachment.netns_path.clone().context("berth-network attached no namespace")?;
             set_spec_network(spec, Some(&path));
@@ -185,7 +187,7 @@ mod tests {
         for network in [None, Some(None), Some(Some("/run/netns/x"))] {
             let mut spec = spec_with(network);
             let before = spec_network(&spec);
-            assert!(join_in(&config(NetworkMode::Auto), dir.path(), "c1", &mut spec).unwrap().is_none());
+            assert!(join_in(&config(NetworkMode::Auto), dir.path(), "ns-c1", "c1", &mut spec).unwrap().is_none());
             assert_eq!(spec_network(&spec), before);
         }
         assert!(!dir.path().join("netns").exists(), "auto created namespaces");
@@ -195,7 +197,7 @@ mod tests {
     fn host_drops_the_network_namespace_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut spec = spec_with(Some(None));
-        assert!(join_in(&config(NetworkMode::Host), dir.path(), "c1", &mut spec).unwrap().is_none());
+        assert!(join_in(&config(NetworkMode::Host), dir.path(), "ns-c1", "c1", &mut spec).unwrap().is_none());
         assert_eq!(spec_network(&spec), SpecNetwork::Host);
         let kinds: Vec<_> = spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
         assert_eq!(kinds, vec![LinuxNamespaceType::Pid]);
@@ -210,12 +212,12 @@ mod tests {
             (NetworkMode::Host, Some(Some("/run/netns/x")), "/run/netns/x"),
         ] {
             let mut spec = spec_with(network);
-            let err = join_in(&config(mode), dir.path(), "c1", &mut spec).unwrap_err().to_string();
+            let err = join_in(&config(mode), dir.path(), "ns-c1", "c1", &mut spec).unwrap_err().to_string();
             assert!(err.contains(mode_name(mode)) && err.contains(names), "{err}");
         }
         // Host asked and the chain chose host: they agree.
         let mut spec = spec_with(None);
-        assert!(join_in(&config(NetworkMode::Host), dir.path(), "c1", &mut spec).unwrap().is_none());
+        assert!(join_in(&config(NetworkMode::Host), dir.path(), "ns-c1", "c1", &mut spec).unwrap().is_none());
         assert_eq!(spec_network(&spec), SpecNetwork::Host);
     }
 
@@ -225,7 +227,7 @@ mod tests {
         let mut network = config(NetworkMode::Bridge);
         network.cni_config_dir = dir.path().join("missing");
         let mut spec = spec_with(Some(None));
-        let err = format!("{:#}", join_in(&network, &dir.path().join("run"), "c1", &mut spec).unwrap_err());
+        let err = format!("{:#}", join_in(&network, &dir.path().join("run"), "ns-c1", "c1", &mut spec).unwrap_err());
         assert!(err.contains("cni-config-dir") && err.contains("missing"), "{err}");
         assert_eq!(spec_network(&spec), SpecNetwork::New, "the spec changed on failure");
     }
