@@ -125,6 +125,12 @@ fn containerds_own_snapshots_service_is_the_proxy() {
     let rows = snapshots(&daemon, namespace, snapshotter);
     assert!(keys(&rows).contains(&layer.as_str()) && keys(&rows).contains(&"ctrd-proxy-keep"), "containerd's GC took berth's: {rows:?}");
 
+    // berth gc keeps both too: the image references the layer, the
+    // container's record (made in this namespace) its snapshot.
+    berth.ok(&["gc"]);
+    let rows = snapshots(&daemon, namespace, snapshotter);
+    assert!(keys(&rows).contains(&layer.as_str()) && keys(&rows).contains(&"ctrd-proxy-keep"), "berth gc took what is in use: {rows:?}");
+
     let plain = Berth { root: client_root.clone(), config: dir.path().join("empty.toml") };
     std::fs::write(&plain.config, "").unwrap();
     plain.ok(&["rm", "ctrd-proxy-keep"]);

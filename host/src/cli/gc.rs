@@ -77,7 +77,7 @@ pub fn collect(root: &Path, worker: &WorkerConfig, policy: Policy, dry_run: bool
             SnapshotterChoice::Auto => "auto".to_string(),
         };
         match crate::container::native::open_proxy_snapshotter(worker, socket, &name) {
-            Ok(sn) => proxy = Some((proxy_gc_name(socket, &name), BerthMade(sn))),
+            Ok(sn) => proxy = Some((proxy_gc_name(socket, &worker.proxy_snapshotter_namespace, &name), BerthMade(sn))),
             Err(e) => eprintln!("berth gc: proxy snapshotter skipped (its snapshots are kept): {e:#}"),
         }
     }
@@ -110,6 +110,8 @@ fn container_snapshots(root: &Path) -> anyhow::Result<Vec<SnapshotRef>> {
         snapshotter: String,
         #[serde(default)]
         proxy_socket: Option<PathBuf>,
+        #[serde(default)]
+        proxy_namespace: Option<String>,
     }
     let dir = root.join("containers");
     let entries = match std::fs::read_dir(&dir) {
@@ -127,7 +129,10 @@ fn container_snapshots(root: &Path) -> anyhow::Result<Vec<SnapshotRef>> {
         // A record GC cannot read stops it: better keep everything than guess.
         let r: Record = serde_json::from_str(&text).with_context(|| format!("invalid container record {}", path.display()))?;
         let snapshotter = match &r.proxy_socket {
-            Some(socket) => proxy_gc_name(socket, &r.snapshotter),
+            Some(socket) => {
+                let namespace = r.proxy_namespace.unwrap_or_else(|| berth_containerd::proxy_snapshotter::DEFAULT_NAMESPACE.into());
+                proxy_gc_name(socket, &namespace, &r.snapshotter)
+            }
             None => r.snapshotter,
         };
         out.push(SnapshotRef { snapshotter, key: r.id });
@@ -144,10 +149,13 @@ pub fn auto(root: &Path, config: &Config) -> anyhow::Result<Option<Report>> {
     collect(root, &config.worker, policy, false).map(Some)
 }
 
-/// The collector's name for a proxy snapshotter (its socket and name):
-/// never a local snapshotter's, and the same for a record made through it.
-fn proxy_gc_name(socket: &Path, name: &str) -> String {
-    format!("proxy:{}:{name}", socket.display())
+/// The collector's name for a proxy snapshotter (its absolute socket, the
+/// containerd namespace and the name): never a local snapshotter's, and the
+/// same for a record made through it (records keep the absolute socket; a
+/// relative one in berth.toml must match them).
+fn proxy_gc_name(socket: &Path, namespace: &str, name: &str) -> String {
+    let socket = std::path::absolute(socket).unwrap_or_else(|_| socket.to_path_buf());
+    format!("proxy:{}:{namespace}:{name}", socket.display())
 }
 
 /// A proxy snapshotter as GC sees it: only the snapshots berth made (its
