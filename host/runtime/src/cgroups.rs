@@ -88,6 +88,41 @@ fn read_pids(file: &Path) -> Result<Vec<i32>> {
     }
 }
 
+/// Creates a container's cgroup directory. Retried: the last container of
+/// a per-root parent removes that parent as it goes
+/// ([`remove_per_root_parent`]), which can race with this mkdir.
+fn create_cgroup_dir(dir: &Path) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
+            other => return other.with_context(|| format!("create cgroup {}", dir.display())),
+        }
+    }
+}
+
+/// The parent of `rel` when it is a per-root parent the host made
+/// (`berth-<root key>`, directly under the hierarchy's root).
+fn per_root_parent(rel: &Path) -> Option<&Path> {
+    let parent = rel.parent()?;
+    let mut components = parent.components();
+    let name = components.next()?.as_os_str().to_str()?;
+    let key = name.strip_prefix("berth-")?;
+    (components.next().is_none() && !key.is_empty()).then_some(parent)
+}
+
+/// Removes the per-root parent of `rel` under `hierarchy` once its last
+/// container is gone, so roots that come and go (tests, one-off workers)
+/// leave no cgroups behind. rmdir fails while another container is inside;
+/// that container's own removal tries again. The default root's `berth`
+/// parent stays (as containerd's namespace parents do), and parents made by
+/// anyone else are never touched.
+fn remove_per_root_parent(hierarchy: &Path, rel: &Path) {
+    if let Some(parent) = per_root_parent(rel) {
+        let _ = std::fs::remove_dir(hierarchy.join(parent));
+    }
+}
+
 /// SIGKILL everything in `procs`, then rmdir `dir` (retried while the
 /// killed tasks leave).
 fn kill_and_remove(dir: &Path, procs: &Path) -> Result<()> {
@@ -173,7 +208,7 @@ impl CgroupManager for V1 {
     fn apply(&self, resources: Option<&LinuxResources>) -> Result<()> {
         for (name, mp) in &self.hierarchies {
             let dir = mp.join(&self.rel);
-            std::fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
+            create_cgroup_dir(&dir)?;
             if name.split(',').any(|c| c == "cpuset") {
                 self.init_cpuset(mp)?;
             }
@@ -266,8 +301,11 @@ impl CgroupManager for V1 {
         let mut first_err = None;
         for (_, mp) in &self.hierarchies {
             let dir = mp.join(&self.rel);
-            if let Err(e) = kill_and_remove(&dir, &dir.join("cgroup.procs")) {
-                first_err.get_or_insert(e);
+            match kill_and_remove(&dir, &dir.join("cgroup.procs")) {
+                Ok(()) => remove_per_root_parent(mp, &self.rel),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -301,7 +339,7 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 impl CgroupManager for V2 {
     fn apply(&self, resources: Option<&LinuxResources>) -> Result<()> {
         let dir = self.dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
+        create_cgroup_dir(&dir)?;
         // Controllers must be enabled in every ancestor's subtree_control.
         let available = std::fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
         let enable: Vec<String> = available
@@ -381,7 +419,9 @@ impl CgroupManager for V2 {
         if dir.join("cgroup.kill").exists() {
             let _ = std::fs::write(dir.join("cgroup.kill"), "1");
         }
-        kill_and_remove(&dir, &dir.join("cgroup.procs"))
+        kill_and_remove(&dir, &dir.join("cgroup.procs"))?;
+        remove_per_root_parent(&self.root, &self.rel);
+        Ok(())
     }
 
     fn views(&self) -> Vec<CgroupView> {
@@ -395,6 +435,16 @@ mod tests {
 
     fn resources(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn only_per_root_parents_are_removable() {
+        assert_eq!(per_root_parent(Path::new("berth-0123abcd/c1")), Some(Path::new("berth-0123abcd")));
+        assert_eq!(per_root_parent(Path::new("berth/c1")), None, "the default root's parent stays");
+        assert_eq!(per_root_parent(Path::new("berth-/c1")), None);
+        assert_eq!(per_root_parent(Path::new("kubepods/berth-x/c1")), None, "not directly under the root");
+        assert_eq!(per_root_parent(Path::new("system.slice/berth-c1.scope")), None);
+        assert_eq!(per_root_parent(Path::new("c1")), None);
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "id": id,
             "root": settings.root,
             "state": settings.state_dir(),
+            "namespace": crate::config::worker::container_namespace(&settings.root),
             "labels": labels,
             "platforms": platforms,
             "snapshotter": snapshotter,
