@@ -116,7 +116,15 @@ fn containerds_own_snapshots_service_is_the_proxy() {
     assert!(mounts.contains(daemon.dir().to_str().unwrap()), "the mounts are containerd's (under its root): {mounts}");
 
     // containerd's garbage collector, run now and waited for (deleting a
-    // lease with --sync): berth's snapshots are roots, so they stay.
+    // lease with --sync): berth's snapshots are roots, so they stay; a
+    // control snapshot without the gc.root label (ctr adds one: removed
+    // here) shows the collector ran.
+    let ctr_ok = |args: &[&str]| {
+        let out = daemon.ctr(namespace).args(args).output().unwrap();
+        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ctr_ok(&["snapshots", "--snapshotter", snapshotter, "prepare", "gc-control", ""]);
+    ctr_ok(&["snapshots", "--snapshotter", snapshotter, "label", "gc-control", "containerd.io/gc.root="]);
     let lease = daemon.ctr(namespace).args(["leases", "create"]).output().unwrap();
     assert!(lease.status.success(), "{}", String::from_utf8_lossy(&lease.stderr));
     let lease = String::from_utf8_lossy(&lease.stdout).trim().to_string();
@@ -124,6 +132,7 @@ fn containerds_own_snapshots_service_is_the_proxy() {
     assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
     let rows = snapshots(&daemon, namespace, snapshotter);
     assert!(keys(&rows).contains(&layer.as_str()) && keys(&rows).contains(&"ctrd-proxy-keep"), "containerd's GC took berth's: {rows:?}");
+    assert!(!keys(&rows).contains(&"gc-control"), "containerd's GC did not run: {rows:?}");
 
     // berth gc keeps both too: the image references the layer, the
     // container's record (made in this namespace) its snapshot.
