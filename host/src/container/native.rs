@@ -168,13 +168,18 @@ pub fn proxy_snapshotter_name(worker: &crate::config::worker::WorkerConfig, flag
     }
 }
 
-/// The snapshotter a record was made with: its proxy, else the local one.
-fn record_snapshotter(root: &Path, container: &ContainerRecord) -> anyhow::Result<Arc<dyn Snapshotter>> {
+/// The snapshotter a record was made with: its proxy (in the record's
+/// namespace, within `worker`'s proxy-snapshotter-timeout), else the local one.
+fn record_snapshotter(
+    root: &Path,
+    worker: &crate::config::worker::WorkerConfig,
+    container: &ContainerRecord,
+) -> anyhow::Result<Arc<dyn Snapshotter>> {
     match &container.proxy_socket {
         Some(socket) => {
             let options = berth_containerd::ProxyOptions {
                 namespace: container.proxy_namespace.clone().unwrap_or_else(|| berth_containerd::ProxyOptions::default().namespace),
-                ..Default::default()
+                ..worker.proxy_options()
             };
             let proxy = berth_containerd::ProxySnapshotter::connect_with(socket, &container.snapshotter, options).with_context(|| {
                 format!("proxy snapshotter {} (the one container {} was made with)", container.snapshotter, container.id)
@@ -271,7 +276,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         Ok(status?.code())
     })();
     if args.rm || outcome.is_err() {
-        remove_parts(&root, &settings.config.worker.network, &container, outcome.is_err())?;
+        remove_parts(&root, &settings.config.worker, &container, outcome.is_err())?;
     }
     Ok(crate::cli::run::exit_code(outcome? as u32))
 }
@@ -303,16 +308,16 @@ fn detach(settings: &Settings, request: &ContainerRequest) -> anyhow::Result<Exi
 /// executor state is gone already).
 fn remove_parts(
     root: &Path,
-    network: &crate::config::worker::NetworkConfig,
+    worker: &crate::config::worker::WorkerConfig,
     container: &ContainerRecord,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    match super::network::leave(network, &container.state, &container.id) {
+    match super::network::leave(&worker.network, &container.state, &container.id) {
         Ok(()) => {}
         Err(err) if quiet => tracing::warn!(id = %container.id, "releasing the network: {err:#}"),
         Err(err) => return Err(err),
     }
-    let removed = record_snapshotter(root, container).and_then(|snapshotter| match snapshotter.remove(&container.id) {
+    let removed = record_snapshotter(root, worker, container).and_then(|snapshotter| match snapshotter.remove(&container.id) {
         Ok(()) | Err(berth_snapshot::Error::NotFound(_)) => Ok(()),
         Err(err) => Err(err).with_context(|| format!("removing the snapshot of {}", container.id)),
     });
@@ -381,7 +386,7 @@ pub fn rm(global: &GlobalArgs, id: &str, force: bool) -> anyhow::Result<()> {
         Ok(()) | Err(berth_runtime::Error::NotFound(_)) => {}
         Err(err) => return Err(err).with_context(|| format!("removing container {id}")),
     }
-    remove_parts(&root, &config.worker.network, &record, false)
+    remove_parts(&root, &config.worker, &record, false)
 }
 
 pub fn logs(global: &GlobalArgs, id: &str) -> anyhow::Result<Vec<u8>> {
