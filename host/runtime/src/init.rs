@@ -7,14 +7,15 @@
 //! parent (runtime)              helper (stage 1)                 init (stage 2, pid 1)
 //!   spawn, Config ──────────▶   (exec, relocation) recv Config
 //!   cgroups += helper           setns(join...)  unshare(user)
-//!   (v1: an RCU grace period,   UserNs ─┐
-//!    10-15 ms; the helper              │
-//!    goes on meanwhile)                │
-//!   Attached ───────────────▶          │
+//!   (v1: the first write waits  UserNs ─┐
+//!    for an RCU grace period,          │
+//!    10-15 ms, while the               │
+//!    helper and init go on)            │
 //!   write uid/gid maps ◀───────────────┘
-//!   Go ─────────────────────▶   setresuid(0)  unshare(others)
-//!                               wait Attached; fork ─────────▶  (in the cgroups already)
-//!   ◀────────────────────────  Pid(init)  exit                   unshare(cgroup), hostname,
+//!   Go ─────────────────────▶   setresuid(0)  unshare(others)  fork ─▶ hostname, mounts,
+//!   ◀────────────────────────  Pid(init)  exit                   devices (unshare(cgroup)
+//!   cgroups += init (fast now);                                  waits for Attached first)
+//!   Attached ───────────────────────────────────────────────▶  wait Attached
 //!   prestart/createRuntime ◀────────────────────────────────── Hooks (mounts done)
 //!   Go ─────────────────────────────────────────────────────▶  createContainer, pivot_root,
 //!                                                               rlimits, user, caps, cwd
@@ -94,17 +95,13 @@ fn helper(sock: &SyncSocket) -> Result<()> {
         // SAFETY: valid descriptor; this process is single-threaded (required for user/mnt).
         cvt(unsafe { libc::setns(f.as_raw_fd(), *flag) }).with_context(|| format!("setns {}", path.display()))?;
     }
-    // The parent attaches this process to the container's cgroups while it
-    // gets here (the attach's wait overlaps our exec and unshares); the
-    // init forked below inherits them, so it never runs outside them.
-    let mut attached = false;
     let flags = cfg.clone_flags & !libc::CLONE_NEWCGROUP;
     if flags & libc::CLONE_NEWUSER != 0 {
         // The user namespace first, so it owns every namespace made after it.
         // SAFETY: plain syscall in a single-threaded process.
         cvt(unsafe { libc::unshare(libc::CLONE_NEWUSER) }).context("unshare the user namespace")?;
         sock.send(&Msg::UserNs)?;
-        expect_noting_attached(sock, &Msg::Go, &mut attached).context("waiting for the id maps")?;
+        sock.expect(&Msg::Go).context("waiting for the id maps")?;
         // SAFETY: plain syscalls.
         unsafe {
             cvt(libc::setresgid(0, 0, 0)).context("setresgid 0 in the user namespace")?;
@@ -115,9 +112,6 @@ fn helper(sock: &SyncSocket) -> Result<()> {
     if rest != 0 {
         // SAFETY: plain syscall. CLONE_NEWPID applies to the child forked next.
         cvt(unsafe { libc::unshare(rest) }).context("unshare namespaces")?;
-    }
-    if !attached {
-        expect_noting_attached(sock, &Msg::Attached, &mut attached).context("waiting for the cgroup")?;
     }
     // SAFETY: this process is single-threaded: fork is safe.
     let pid = cvt(unsafe { libc::fork() }).context("fork the init")?;
@@ -134,31 +128,30 @@ fn helper(sock: &SyncSocket) -> Result<()> {
     Ok(())
 }
 
-/// Waits for `want`; an `Attached` arriving first (the parent sends it
-/// whenever its cgroup write returns) is noted on the way.
-fn expect_noting_attached(sock: &SyncSocket, want: &Msg, attached: &mut bool) -> Result<()> {
-    loop {
-        let m = sock.recv()?;
-        if m == Msg::Attached {
-            *attached = true;
-        }
-        match m {
-            m if &m == want => return Ok(()),
-            Msg::Attached => {}
-            Msg::Error(e) => bail!("{e}"),
-            other => bail!("expected {want:?}, got {other:?}"),
-        }
-    }
-}
-
 enum Never {}
 
 fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
+    // The parent moves the helper, then us, into the container's cgroups
+    // (on cgroup v1 the first write waits for an RCU grace period) while we
+    // make the mounts; nothing that must run in them (hooks, the cgroup
+    // namespace, pivot_root and all after it, an exec'd process) starts
+    // before it says so.
+    let attached = std::cell::Cell::new(false);
+    let wait_attached = || -> Result<()> {
+        if !attached.get() {
+            sock.expect(&Msg::Attached).context("waiting for the cgroup")?;
+            attached.set(true);
+        }
+        Ok(())
+    };
+    if cfg.mode != Mode::Create || cfg.clone_flags & libc::CLONE_NEWCGROUP != 0 {
+        wait_attached()?;
+    }
     let process = cfg.spec.process().clone().context("the spec has no process")?;
     let mut fifo_dir = None;
     if cfg.mode == Mode::Create {
         if cfg.clone_flags & libc::CLONE_NEWCGROUP != 0 {
-            // Forked inside our cgroups (the helper's): they become the namespace's root.
+            // In our cgroups now: they become the namespace's root.
             // SAFETY: plain syscall.
             cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).context("unshare the cgroup namespace")?;
         }
@@ -185,6 +178,7 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
             LinuxSyscall { userns: cfg.clone_flags & libc::CLONE_NEWUSER != 0, mount_label: cfg.lsm.mount_label.clone() };
         let hooks = cfg.spec.hooks().clone().unwrap_or_default();
         setup_rootfs(&setup, &mut syscalls, &mut || {
+            wait_attached()?;
             let runtime_side = hooks.prestart().iter().flatten().count() + hooks.create_runtime().iter().flatten().count();
             if runtime_side > 0 {
                 sock.send(&Msg::Hooks)?;
@@ -193,6 +187,7 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
             hooks::run(hooks.create_container().as_deref().unwrap_or_default(), &cfg.state_json, "createContainer")
         })?;
     }
+    wait_attached()?;
     // The process.
     if let Some(fd) = cfg.console_fd {
         setup_terminal(fd, &process).context("set up the terminal")?;

@@ -169,11 +169,13 @@ fn write_id_maps(pid: u32, spec: &Spec) -> anyhow::Result<()> {
 }
 
 /// Puts the init helper into the container's cgroups right after it was
-/// spawned, then tells it so: the init it forks inherits them. The write
-/// runs while the helper execs and unshares: on cgroup v1 the first
-/// `cgroup.procs` write of a while waits for an RCU grace period (10-15 ms),
-/// which used to be paid after the helper had forked the init. A helper that
-/// died first is reported with its own error, not the write's ESRCH.
+/// spawned. On cgroup v1 the first `cgroup.procs` write of a while waits for
+/// an RCU grace period (10-15 ms): it now runs while the helper execs and
+/// forks and the init makes its mounts, instead of after the fork with the
+/// init waiting. The init itself is added when its pid arrives
+/// ([`attach_init`]; an init forked after this returns is in the cgroups
+/// already). A helper that died first is reported with its own error, not
+/// the write's ESRCH.
 fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Child>, sock: &SyncSocket) -> anyhow::Result<()> {
     if let Err(e) = cg.add(helper_pid as i32) {
         if let Some(h) = helper
@@ -184,7 +186,15 @@ fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Ch
         }
         return Err(e.context("cgroup"));
     }
-    sock.send(&Msg::Attached).context("tell the init helper it is in its cgroups")
+    Ok(())
+}
+
+/// Adds the init and tells it it is in its cgroups. Right after
+/// [`attach_helper`]'s write the grace period has passed and stays so for a
+/// while: this write does not wait.
+fn attach_init(cg: &dyn CgroupManager, pid: i32, sock: &SyncSocket) -> anyhow::Result<()> {
+    cg.add(pid).context("cgroup")?;
+    sock.send(&Msg::Attached).context("tell the init it is in its cgroups")
 }
 
 /// Undoes a half-made container.
@@ -323,6 +333,7 @@ impl NativeExecutor {
                     if !st.success() {
                         bail!("the init helper failed: {st}");
                     }
+                    attach_init(&*cg, pid, &sock)?;
                 }
                 Ok(Msg::Hooks) => {
                     let h = spec.hooks().clone().unwrap_or_default();
@@ -532,6 +543,7 @@ impl Executor for NativeExecutor {
                         if !st.success() {
                             bail!("the init helper failed: {st}");
                         }
+                        attach_init(&*cg, p, &sock)?;
                     }
                     Ok(Msg::Ready) => return Ok(()),
                     Ok(Msg::Error(e)) => bail!(e),

@@ -18,8 +18,7 @@ pub enum Msg {
     Pid(i32),
     /// helper -> parent: in its new user namespace, write the id maps.
     UserNs,
-    /// parent -> helper: the helper is in the container's cgroups (the init
-    /// it forks inherits them); it forks only after this.
+    /// parent -> init: it is in the container's cgroups now.
     Attached,
     /// parent -> helper: id maps written; parent -> init: hooks run: go on.
     Go,
