@@ -125,6 +125,9 @@ fn through_proxy(served: &str) {
     .unwrap();
     let client_root = dir.path().join("client-root");
     let berth = Berth { root: client_root.clone(), config };
+    let worker: serde_json::Value = serde_json::from_str(&berth.ok(&["worker", "--json"])).unwrap();
+    assert_eq!(worker["proxySnapshotter"]["socket"].as_str(), socket.to_str(), "{worker}");
+    assert_eq!(worker["proxySnapshotter"]["namespace"], "default", "{worker}");
 
     // Import unpacks through the proxy: the layer is a committed snapshot
     // on the server's side, named by its chain ID (= the diff ID here).

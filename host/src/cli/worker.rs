@@ -93,7 +93,14 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let gc = &worker.gc;
     let keep_storage = gc.keep_storage.map(|b| b.0);
     let keep_duration = gc.keep_duration.map(|d| d.0.as_secs());
+    let proxy = worker.proxy_snapshotter_socket.as_ref().map(|socket| {
+        let options = worker.proxy_options();
+        (socket, options.namespace, options.call_timeout.as_secs())
+    });
     if args.json {
+        let proxy = proxy.map(|(socket, namespace, timeout)| {
+            serde_json::json!({"socket": socket, "namespace": namespace, "timeoutSeconds": timeout})
+        });
         let value = serde_json::json!({
             "id": id,
             "root": settings.root,
@@ -102,6 +109,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "labels": labels,
             "platforms": platforms,
             "snapshotter": snapshotter,
+            "proxySnapshotter": proxy,
             "network": network_name(worker.network.mode),
             "gc": {"enabled": gc.enabled, "keepStorage": keep_storage, "keepDurationSeconds": keep_duration},
             "maxParallelism": worker.max_parallelism,
@@ -114,6 +122,9 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     println!("State:\t\t{}", settings.state_dir().display());
     println!("Platforms:\t{}", platforms.join(","));
     println!("Snapshotter:\t{snapshotter}");
+    if let Some((socket, namespace, timeout)) = &proxy {
+        println!("Proxy:\t\t{} (namespace {namespace}, timeout {timeout}s)", socket.display());
+    }
     println!("Network:\t{}", network_name(worker.network.mode));
     let keep = |v: Option<u64>, unit: &str| v.map(|v| format!("{v}{unit}")).unwrap_or_else(|| "-".into());
     println!(
