@@ -10,14 +10,10 @@ mod common;
 use common::{Berth, ContainerGuard, Registry, busybox_layout, plugin};
 
 fn skip_reason() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root (berth run)".into());
-    }
-    common::missing(&[
+    common::cannot_run_containers(&[
         &plugin("hosts-resolver"),
         Path::new("/usr/bin/docker-registry"),
         Path::new("/usr/bin/skopeo"),
-        Path::new(common::BUSYBOX),
     ])
 }
 

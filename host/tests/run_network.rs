@@ -15,13 +15,10 @@ use common::{Berth, ContainerGuard, busybox_layout};
 const CNI_BIN: &str = "/usr/lib/cni";
 
 fn skip_reason() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root (berth run, CNI)".into());
-    }
     let bins: Vec<PathBuf> = ["bridge", "host-local", "loopback"].iter().map(|b| Path::new(CNI_BIN).join(b)).collect();
     let mut needs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
-    needs.extend([Path::new(common::BUSYBOX), Path::new("/usr/sbin/ip")]);
-    common::missing(&needs).map(|m| format!("{m} (containernetworking-plugins, busybox-static, iproute2)"))
+    needs.push(Path::new("/usr/sbin/ip"));
+    common::cannot_run_containers(&needs).map(|m| format!("{m} (containernetworking-plugins, busybox-static, iproute2)"))
 }
 
 /// A 10.x.y.0/24 no interface or route of this host uses.

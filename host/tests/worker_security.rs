@@ -14,10 +14,7 @@ mod common;
 use common::{Berth, busybox_layout};
 
 fn skip_reason() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root (berth run)".into());
-    }
-    common::missing(&[Path::new(common::BUSYBOX)]).map(|m| format!("{m} (busybox-static)"))
+    common::cannot_run_containers(&[])
 }
 
 fn text(out: &Output) -> String {
