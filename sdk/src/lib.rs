@@ -29,12 +29,19 @@
 //! The [`testing`] module calls a plugin natively, with no wasm involved.
 
 mod adjust;
+pub mod alloc;
 #[doc(hidden)]
 pub mod bindings;
 mod config;
 pub mod log;
 pub mod size;
 pub mod testing;
+
+/// The guest's global allocator (see [`alloc`]): a fresh instance per call
+/// makes freeing wasted work.
+#[cfg(all(target_family = "wasm", feature = "bump-alloc"))]
+#[global_allocator]
+static ALLOCATOR: alloc::Bump = alloc::Bump::new();
 
 pub use config::Config;
 pub use size::parse_size;

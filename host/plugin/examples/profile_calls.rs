@@ -1,6 +1,8 @@
 //! A plain loop of plugin calls for `perf record` (criterion's own work and
 //! the one-off compilation stay out of the profile):
-//! `target/release/examples/profile_calls PLUGIN [ITERATIONS]`.
+//! `target/release/examples/profile_calls PLUGIN [ITERATIONS]`, where PLUGIN
+//! is a reference plugin's name (target/wasm32-wasip2/plugin/PLUGIN.wasm) or
+//! a path to a .wasm file (to compare two builds of a plugin with one host).
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -13,7 +15,8 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/plugin");
     let options = HostOptions { cache_dir: Some(std::env::temp_dir().join("berth-profile-cache")), ..HostOptions::default() };
     let host = PluginHost::new(options)?;
-    let p = host.load(LoadRequest::new(&name, dir.join(format!("{name}.wasm"))))?;
+    let path = if name.ends_with(".wasm") { PathBuf::from(&name) } else { dir.join(format!("{name}.wasm")) };
+    let p = host.load(LoadRequest::new(&name, path))?;
     let request = berth_spec::Request {
         id: "bench".into(),
         image: Some("docker.io/library/busybox:latest".into()),
