@@ -378,3 +378,56 @@ fn limits_above_the_host_ceiling_are_refused() {
         .unwrap_err();
     assert!(matches!(err, LoadError::Limits { .. }), "{err:?}");
 }
+
+/// Every list of the view reaches the guest intact (the host lowers them in
+/// batches, host/plugin/src/lower.rs): the `good` fixture echoes them back.
+#[test]
+fn the_view_reaches_the_guest_intact() {
+    let Some(dir) = common::fixtures() else { return };
+    let host = host();
+    let echo = host
+        .load(LoadRequest::new("echo", common::fixture(dir, "good")).config(serde_json::json!({"echo-view": true})))
+        .unwrap();
+    let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut v = view("echo");
+    v.image_config.env = strings(&["PATH=/bin", "Ü=ñ"]);
+    v.image_config.entrypoint = strings(&["/bin/sh", "", "-c"]);
+    v.image_config.exposed_ports = strings(&["80/tcp"]);
+    v.process.args = strings(&["sh", "-c", "echo hi"]);
+    v.process.capabilities = (0..40).map(|i| format!("CAP_{i}")).collect();
+    v.process.cwd = "/work dir".into();
+    v.mounts = vec![
+        berth_spec::adjustment::Mount { destination: "/proc".into(), kind: "proc".into(), source: "proc".into(), options: vec![] },
+        berth_spec::adjustment::Mount {
+            destination: "/dev".into(),
+            kind: "tmpfs".into(),
+            source: "".into(),
+            options: strings(&["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        },
+        berth_spec::adjustment::Mount { destination: "/x".repeat(300), kind: "bind".into(), source: "/src".into(), options: strings(&["rbind", "ro"]) },
+    ];
+    let mut expected = String::new();
+    let ic = &v.image_config;
+    let p = &v.process;
+    for (name, list) in [
+        ("ic.env", &ic.env),
+        ("ic.entrypoint", &ic.entrypoint),
+        ("ic.cmd", &ic.cmd),
+        ("ic.exposed-ports", &ic.exposed_ports),
+        ("ic.volumes", &ic.volumes),
+        ("args", &p.args),
+        ("env", &p.env),
+        ("capabilities", &p.capabilities),
+    ] {
+        expected.push_str(&format!("{name}={};", list.join(",")));
+    }
+    for m in &v.mounts {
+        expected.push_str(&format!("mount={}|{}|{}|{};", m.destination, m.kind, m.source, m.options.join(",")));
+    }
+    expected.push_str(&format!("cwd={};", p.cwd));
+    for _ in 0..3 {
+        let adj = echo.mutate(&v).expect("echo answers");
+        let got = adj.annotations.iter().find(|(k, _)| k == "fixture.view").map(|(_, v)| v.as_str());
+        assert_eq!(got, Some(expected.as_str()));
+    }
+}
