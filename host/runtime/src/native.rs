@@ -258,6 +258,14 @@ impl NativeExecutor {
         if clone_flags & libc::CLONE_NEWNS == 0 {
             bail!("the spec must ask for a new mount namespace");
         }
+        // The helper first: its exec (the whole berth binary) runs while
+        // the cgroups, the seccomp program and the fifo are made here; it
+        // waits for its configuration, and is attached once the limits are
+        // written.
+        crate::become_subreaper()?;
+        let (child, sock, console_fd) = self.spawn_helper(stdio)?;
+        let helper_pid = child.id();
+        cleanup.helper = Some(child);
         let rel = cgroups::relative_path(linux.cgroups_path().as_deref(), id);
         let cg = cgroups::manager_for(&rel)?;
         cleanup.cgroup = Some(cgroups::manager_for(&rel)?);
@@ -310,14 +318,9 @@ impl NativeExecutor {
             preserve_fds: self.preserve_fds,
             cgroup_views: cg.views(),
             state_json: state_of(&rec, ContainerState::Creating),
-            console_fd: None,
+            console_fd,
             lsm,
         };
-        crate::become_subreaper()?;
-        let (child, sock, console_fd) = self.spawn_helper(stdio)?;
-        let cfg = InitConfig { console_fd, ..cfg };
-        let helper_pid = child.id();
-        cleanup.helper = Some(child);
         sock.send(&Msg::Config(serde_json::to_vec(&cfg)?)).context("send the configuration")?;
         attach_helper(&*cg, helper_pid, cleanup.helper.as_mut(), &sock)?;
         loop {
