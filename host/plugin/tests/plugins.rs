@@ -431,3 +431,24 @@ fn the_view_reaches_the_guest_intact() {
         assert_eq!(got, Some(expected.as_str()));
     }
 }
+
+/// The output-size check of an adjustment carrying a seccomp profile (which
+/// skips escaping the profile when even 6 bytes per byte would fit) refuses
+/// exactly what the plain JSON measure refuses, and reports that size.
+#[test]
+fn a_seccomp_profile_answer_is_measured_like_any_other() {
+    let Some(path) = common::reference_plugin("seccomp-default") else { return };
+    let host = host();
+    let v = view("c");
+    let adj = host.load(LoadRequest::new("seccomp", &path)).unwrap().mutate(&v).expect("default limits");
+    assert!(matches!(adj.seccomp, Some(berth_spec::adjustment::Seccomp::Profile(_))));
+    let exact = berth_plugin::output_size(&adj);
+    let with_limit = |output_bytes| {
+        host.load(LoadRequest::new("seccomp", &path).limits(Limits { output_bytes, ..Limits::default() })).unwrap().mutate(&v)
+    };
+    assert_eq!(with_limit(exact).expect("at the limit"), adj);
+    match with_limit(exact - 1) {
+        Err(CallError::OutputTooLarge { size, limit, .. }) => assert_eq!((size, limit), (exact, exact - 1)),
+        other => panic!("expected OutputTooLarge, got {other:?}"),
+    }
+}
