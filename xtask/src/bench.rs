@@ -6,7 +6,11 @@
 //! (from the compile cache), image resolution, snapshot prepare on the
 //! unpacked chain, the three plugin calls, the native executor, and removal
 //! of the snapshot. runc and crun get a prepared bundle (what berth's path
-//! produces before its executor starts).
+//! produces before its executor starts), twice: with `runc spec`'s default
+//! config.json (no seccomp, fewer cgroup limits), and with the config.json
+//! berth's own path assembles (`berth spec` through the same plugins: the
+//! seccomp profile, the capabilities, the resources), so the runtimes can
+//! be compared on one spec.
 
 use std::path::Path;
 use std::process::Command;
@@ -62,6 +66,29 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
     spec["process"]["args"] = serde_json::json!(["/bin/true"]);
     spec["process"]["terminal"] = serde_json::json!(false);
     std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
+    // The same rootfs with the spec berth's run assembles.
+    let same = work.join("bundle-berth-spec");
+    std::fs::create_dir_all(&same)?;
+    let same_spec = same.join("config.json");
+    crate::run(&mut berth_cmd(&[
+        "spec",
+        "--image",
+        "bench/busybox:latest",
+        "--namespace",
+        "berth",
+        "--rootfs",
+        bundle.join("rootfs").to_str().unwrap(),
+        "-o",
+        same_spec.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]))?;
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&same_spec)?)?;
+    if spec["linux"]["seccomp"].is_null() {
+        bail!("berth spec made no seccomp profile: the benchmark's plugins did not run");
+    }
+    spec["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(&same_spec, serde_json::to_vec_pretty(&spec)?)?;
 
     let result = work.join("result.md");
     let q = |p: &Path| p.display().to_string();
@@ -77,13 +104,17 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
     let berth_run = format!("{} --config {} --root {} run --rm bench/busybox:latest /bin/true", q(&berth), q(&config), q(&state));
     let runc_run = format!("runc --root {}/runc run --bundle {} bench-runc", q(&work), q(&bundle));
     let crun_run = format!("crun --root {}/crun run --bundle {} bench-crun", q(&work), q(&bundle));
+    let runc_same = format!("runc --root {}/runc run --bundle {} bench-runc-same", q(&work), q(&same));
+    let crun_same = format!("crun --root {}/crun run --bundle {} bench-crun-same", q(&work), q(&same));
     let script = format!(
         "umount -l /sys/fs/cgroup/unified 2>/dev/null || true; cd {bundle} && \
          hyperfine -N --warmup 5 --runs {runs} --export-markdown {result} \
-         -n 'berth run --rm (3 plugins)' '{berth_run}' -n 'runc run' '{runc_run}' -n 'crun run' '{crun_run}' && \
+         -n 'berth run --rm (3 plugins)' '{berth_run}' -n 'runc run' '{runc_run}' -n 'crun run' '{crun_run}' \
+         -n 'runc run (berth spec)' '{runc_same}' -n 'crun run (berth spec)' '{crun_same}' && \
          for i in $(seq {runs}); do \
-           for c in berth runc crun; do \
-             case $c in berth) cmd='{berth_run}';; runc) cmd='{runc_run}';; crun) cmd='{crun_run}';; esac; \
+           for c in berth runc crun runc-same crun-same; do \
+             case $c in berth) cmd='{berth_run}';; runc) cmd='{runc_run}';; crun) cmd='{crun_run}';; \
+               runc-same) cmd='{runc_same}';; crun-same) cmd='{crun_same}';; esac; \
              t0=$EPOCHREALTIME; $cmd >/dev/null || exit 1; t1=$EPOCHREALTIME; echo \"$c $t0 $t1\" >> {samples}; \
            done; \
          done",
@@ -107,6 +138,12 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
         median("runc"),
         median("crun"),
         median("berth") / median("crun")
+    );
+    println!(
+        "on berth's spec: runc {:.1}, crun {:.1}; berth / crun = {:.2}",
+        median("runc-same"),
+        median("crun-same"),
+        median("berth") / median("crun-same")
     );
     println!("load average (1, 5, 15 min) before: {load_before}; after: {load_after}; {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     Ok(())
