@@ -193,9 +193,12 @@ strip = true
 /// 1 MiB); a smaller initial memory about halves the cost of a call.
 const BUILD_RS: &str = r#"//! A 128 KiB wasm stack instead of Rust's 1 MiB default: the host gives every
 //! call a fresh instance, and a smaller initial memory makes each call cheaper.
+//! 512 KiB of initial memory: room for a call's heap above the stack and
+//! data, so a call does not have to grow the memory.
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_FAMILY").as_deref() == Ok("wasm") {
         println!("cargo:rustc-link-arg-cdylib=-zstack-size=131072");
+        println!("cargo:rustc-link-arg-cdylib=--initial-memory=524288");
     }
 }
 "#;
