@@ -135,10 +135,11 @@ pub fn berth_cli() -> PathBuf {
 pub fn berth_runc_link() -> PathBuf {
     let berth = berth_cli();
     let link = berth.with_file_name("berth-runc");
-    if berth.is_file() && std::fs::symlink_metadata(&link).is_err() {
-        if let Err(err) = std::os::unix::fs::symlink("berth", &link) {
-            eprintln!("cannot create {}: {err}", link.display());
-        }
+    if berth.is_file()
+        && std::fs::symlink_metadata(&link).is_err()
+        && let Err(err) = std::os::unix::fs::symlink("berth", &link)
+    {
+        eprintln!("cannot create {}: {err}", link.display());
     }
     link
 }
