@@ -149,6 +149,14 @@ fn containerd_backend_applies_or_refuses_the_worker_keys() {
     let address = containerd.address.to_str().unwrap().to_string();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         check_refusals(&berth, &["--backend", "containerd", "--address", &address, "--namespace", "berth-ws"], "containerd");
+        // containerd's containers live under containerd's namespace
+        // (`/<namespace>/<id>`), not berth's own executor's.
+        let out = berth.run(&[
+            "run", "--rm", "--backend", "containerd", "--address", &address, "--namespace", "berth-ws", "box", "cat", "/proc/self/cgroup",
+        ]);
+        let all = text(&out);
+        let elsewhere = all.lines().any(|l| l.contains(":/berth") && !l.contains(":/berth-ws/"));
+        assert!(out.status.success() && all.contains(":/berth-ws/") && !elsewhere, "cgroups of a containerd run: {all}");
     }));
     if result.is_err() {
         eprintln!("containerd log:\n{}", std::fs::read_to_string(dir.path().join("containerd.log")).unwrap_or_default());

@@ -185,6 +185,12 @@ async fn run_on_containerd(global: &GlobalArgs, args: &RunArgs, request: Contain
         eprint!("{}", assembled.explanation);
     }
     let mut spec = assembled.spec;
+    // The cgroups path berth's own executor would use (its root's
+    // namespace) gives way to containerd's `/<namespace>/<id>`, as a
+    // containerd client's would.
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_cgroups_path(None);
+    }
     berth_containerd::spec::prepare_for_containerd(&mut spec, &args.backend.namespace, &request.id);
     let network = &settings.config.worker.network;
     if !args.detach {
