@@ -14,6 +14,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use crate::config::CgroupView;
 
 pub mod device_filter;
+pub mod grace_period;
 
 pub trait CgroupManager: Send + Sync {
     /// Creates the cgroup(s) and writes the limits.
@@ -48,12 +49,18 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 /// The manager for this host: v2 when /sys/fs/cgroup is cgroup2, else v1
 /// over every mounted v1 hierarchy (a hybrid host's empty unified tree is ignored).
 pub fn manager_for(rel: &Path) -> Result<Box<dyn CgroupManager>> {
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers.
-    if unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) } == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC {
+    if is_v2_host() {
         return Ok(Box::new(V2 { root: "/sys/fs/cgroup".into(), rel: rel.to_path_buf() }));
     }
     Ok(Box::new(V1 { hierarchies: v1_hierarchies()?, rel: rel.to_path_buf() }))
+}
+
+/// Whether /sys/fs/cgroup is the cgroup2 (unified) tree.
+pub fn is_v2_host() -> bool {
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers.
+    unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
 }
 
 /// (name, mountpoint) of every v1 hierarchy, from /proc/self/mountinfo.

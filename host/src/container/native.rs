@@ -217,6 +217,13 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     // Its changes become durable all at once when it closes (the drop
     // below, before the container exists): one fdatasync less than a
     // durable prepare (see berth_snapshot::Durability::AtClose).
+    // The native executor's cgroup attach waits for an RCU grace period on
+    // cgroup v1: paid from here, in a thread, while the snapshot is prepared
+    // and the spec assembled (see berth_runtime::cgroups::grace_period).
+    let mut grace = match args.runtime {
+        None => berth_runtime::cgroups::grace_period::AttachGracePeriod::start(),
+        Some(_) => None,
+    };
     let snapshotter = match &proxy_socket {
         Some(socket) => open_proxy_snapshotter(&settings.config.worker, socket, &snapshotter_name)?,
         None => {
@@ -266,6 +273,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         // The spec as created: `berth exec` starts from its process.
         std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&bundle.spec)?)?;
         executor.create(&request.id, &bundle, Stdio::Inherit)?;
+        if let Some(grace) = grace.take() {
+            grace.finish();
+        }
         let status = (|| {
             executor.start(&request.id)?;
             executor.wait(&request.id)
