@@ -769,21 +769,12 @@ impl Inner {
     /// take at most 6 bytes per byte (`\u001f`). Otherwise, or when that
     /// bound is over the limit, the exact measure as for any answer.
     fn check_adjustment_size(&self, out: &mut Adjustment) -> Result<(), CallError> {
-        if let Some(berth_spec::adjustment::Seccomp::Profile(json)) = &mut out.seccomp {
-            let profile = std::mem::take(json);
-            let rest = output_size(&*out);
-            if let Some(berth_spec::adjustment::Seccomp::Profile(json)) = &mut out.seccomp {
-                *json = profile;
-            }
-            let profile_len = match &out.seccomp {
-                Some(berth_spec::adjustment::Seccomp::Profile(json)) => json.len(),
-                _ => 0,
-            };
-            if rest.saturating_add(profile_len.saturating_mul(6)) <= self.limits.output_bytes {
-                return Ok(());
-            }
-        }
-        self.check_size(&*out)
+        use berth_spec::adjustment::Seccomp;
+        let Some(Seccomp::Profile(json)) = &mut out.seccomp else { return self.check_size(&*out) };
+        let profile = std::mem::take(json);
+        let bound = output_size(&*out).saturating_add(profile.len().saturating_mul(6));
+        out.seccomp = Some(Seccomp::Profile(profile));
+        if bound <= self.limits.output_bytes { Ok(()) } else { self.check_size(&*out) }
     }
 
     fn answer<T>(&self, answer: Result<T, crate::bindings::wit::PluginError>) -> Result<T, CallError> {

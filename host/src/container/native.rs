@@ -214,9 +214,6 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         Some(_) => proxy_snapshotter_name(&settings.config.worker, args.snapshotter.as_deref())?,
         None => choose_snapshotter(&settings, args.snapshotter.as_deref())?,
     };
-    // Its changes become durable all at once when it closes (the drop
-    // below, before the container exists): one fdatasync less than a
-    // durable prepare (see berth_snapshot::Durability::AtClose).
     // The native executor's cgroup attach waits for an RCU grace period on
     // cgroup v1: paid from here, in a thread, while the snapshot is prepared
     // and the spec assembled (see berth_runtime::cgroups::grace_period).
@@ -224,6 +221,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         None => berth_runtime::cgroups::grace_period::AttachGracePeriod::start(),
         Some(_) => None,
     };
+    // Its changes become durable all at once when it closes (the drop
+    // below, before the container exists): one fdatasync less than a
+    // durable prepare (see berth_snapshot::Durability::AtClose).
     let snapshotter = match &proxy_socket {
         Some(socket) => open_proxy_snapshotter(&settings.config.worker, socket, &snapshotter_name)?,
         None => {
