@@ -11,6 +11,11 @@
 //! berth's own path assembles (`berth spec` through the same plugins: the
 //! seccomp profile, the capabilities, the resources), so the runtimes can
 //! be compared on one spec.
+//!
+//! `BERTH_BENCH_BASELINE=/path/to/an/older/berth` adds that binary's run
+//! (same config, root and image; a `berth-init` beside it is its own) to
+//! hyperfine and to every interleaved round: an A/B of two builds in the
+//! same minutes, against crun in the same rounds.
 
 use std::path::Path;
 use std::process::Command;
@@ -106,15 +111,23 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
     let crun_run = format!("crun --root {}/crun run --bundle {} bench-crun", q(&work), q(&bundle));
     let runc_same = format!("runc --root {}/runc run --bundle {} bench-runc-same", q(&work), q(&same));
     let crun_same = format!("crun --root {}/crun run --bundle {} bench-crun-same", q(&work), q(&same));
+    let baseline = std::env::var_os("BERTH_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let (base_hf, base_name, base_case) = match &baseline {
+        Some(b) => {
+            let cmd = format!("{} --config {} --root {} run --rm bench/busybox:latest /bin/true", q(b), q(&config), q(&state));
+            (format!(" -n 'berth baseline' '{cmd}'"), " berth-base", format!(" berth-base) cmd='{cmd}';;"))
+        }
+        None => (String::new(), "", String::new()),
+    };
     let script = format!(
         "umount -l /sys/fs/cgroup/unified 2>/dev/null || true; cd {bundle} && \
          hyperfine -N --warmup 5 --runs {runs} --export-markdown {result} \
          -n 'berth run --rm (3 plugins)' '{berth_run}' -n 'runc run' '{runc_run}' -n 'crun run' '{crun_run}' \
-         -n 'runc run (berth spec)' '{runc_same}' -n 'crun run (berth spec)' '{crun_same}' && \
+         -n 'runc run (berth spec)' '{runc_same}' -n 'crun run (berth spec)' '{crun_same}'{base_hf} && \
          for i in $(seq {runs}); do \
-           for c in berth runc crun runc-same crun-same; do \
+           for c in berth runc crun runc-same crun-same{base_name}; do \
              case $c in berth) cmd='{berth_run}';; runc) cmd='{runc_run}';; crun) cmd='{crun_run}';; \
-               runc-same) cmd='{runc_same}';; crun-same) cmd='{crun_same}';; esac; \
+               runc-same) cmd='{runc_same}';; crun-same) cmd='{crun_same}';;{base_case} esac; \
              t0=$EPOCHREALTIME; $cmd >/dev/null || exit 1; t1=$EPOCHREALTIME; echo \"$c $t0 $t1\" >> {samples}; \
            done; \
          done",
@@ -145,6 +158,15 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
         median("crun-same"),
         median("berth") / median("crun-same")
     );
+    if let Some(b) = &baseline {
+        println!(
+            "baseline {}: median {:.1} ms; berth / baseline = {:.3}; baseline / crun on berth's spec = {:.2}",
+            b.display(),
+            median("berth-base"),
+            median("berth") / median("berth-base"),
+            median("berth-base") / median("crun-same")
+        );
+    }
     println!("load average (1, 5, 15 min) before: {load_before}; after: {load_after}; {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     Ok(())
 }

@@ -49,6 +49,12 @@ use crate::{hooks, process, seccomp};
 pub const INIT_ARG: &str = "__berth_init";
 /// The sync socket's descriptor number, in the helper's environment.
 pub const INIT_FD_ENV: &str = "_BERTH_INIT_FD";
+/// The parent's [`BUILD`], in the helper's environment.
+pub const INIT_BUILD_ENV: &str = "_BERTH_INIT_BUILD";
+/// This build of the init protocol (the crate's version and a hash of its
+/// sources, from build.rs): a helper binary from another build refuses the
+/// configuration instead of misreading it.
+pub const BUILD: &str = env!("BERTH_INIT_BUILD");
 
 /// Call first thing in `main` of any binary the native executor re-executes
 /// (the `berth` binary, `berth-init`): when this process is an init helper it
@@ -76,13 +82,42 @@ fn helper_main() -> ! {
     // SAFETY: the descriptor was placed there by the parent for us.
     let sock = SyncSocket(unsafe { OwnedFd::from_raw_fd(fd) });
     let _ = sys::set_cloexec(fd, true);
+    let parent_build = std::env::var(INIT_BUILD_ENV).ok();
     // SAFETY: unsetenv in a single-threaded process.
-    unsafe { std::env::remove_var(INIT_FD_ENV) };
+    unsafe {
+        std::env::remove_var(INIT_FD_ENV);
+        std::env::remove_var(INIT_BUILD_ENV);
+    }
+    if let Err(e) = check_build(parent_build.as_deref()) {
+        // The reply to the configuration, so the parent reads it where it
+        // reads every other error (not as a broken pipe on its send).
+        let _ = sock.recv();
+        let _ = sock.send(&Msg::Error(format!("{e:#}")));
+        std::process::exit(1);
+    }
     if let Err(e) = helper(&sock) {
         let _ = sock.send(&Msg::Error(format!("{e:#}")));
         std::process::exit(1);
     }
     std::process::exit(0);
+}
+
+/// A helper from another build than its parent (a stale `berth-init`
+/// installed beside a newer `berth`) refuses to go on. The error reaches the
+/// parent as the reply to its configuration (the framing of [`Msg::Error`]
+/// is the one part of the protocol that never changes).
+fn check_build(parent: Option<&str>) -> Result<()> {
+    match parent {
+        Some(p) if p != BUILD => {
+            let me = std::env::args_os().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+            bail!(
+                "the init helper {me} is from another build than the berth that started it \
+                 (helper {BUILD}, berth {p}): install the berth-init built with this berth beside it, \
+                 or remove it (berth then runs itself as the helper)"
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn helper(sock: &SyncSocket) -> Result<()> {

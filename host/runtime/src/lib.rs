@@ -2,8 +2,9 @@
 //! oci-runtime (runc/crun), behind one [`Executor`] trait.
 //!
 //! A binary that uses [`NativeExecutor`] must call [`init::maybe_run_init`]
-//! first thing in `main` (the executor re-executes it as the init helper), or
-//! point [`NativeExecutor::init_binary`] at the `berth-init` binary.
+//! first thing in `main` (the executor re-executes it as the init helper
+//! unless a `berth-init` is installed beside it), or point
+//! [`NativeExecutor::init_binary`] at a binary that does (`berth-init`).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

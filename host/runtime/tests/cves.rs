@@ -97,7 +97,7 @@ fn helper_binary_cannot_be_rewritten_through_proc_exe() {
     let bin_dir = e.tmp.path().join("bin");
     std::fs::create_dir(&bin_dir).unwrap();
     let init = bin_dir.join("berth-init");
-    std::fs::copy(env!("CARGO_BIN_EXE_berth-init"), &init).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_berth-runtime-init"), &init).unwrap();
     let before = std::fs::read(&init).unwrap();
     let ex = NativeExecutor::new(e.tmp.path().join("state")).with_init_binary(&init);
     let id = unique("cve5736");

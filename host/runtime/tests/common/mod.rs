@@ -102,7 +102,7 @@ pub fn env() -> Env {
 
 impl Env {
     pub fn native(&self) -> NativeExecutor {
-        NativeExecutor::new(self.tmp.path().join("state")).with_init_binary(env!("CARGO_BIN_EXE_berth-init"))
+        NativeExecutor::new(self.tmp.path().join("state")).with_init_binary(env!("CARGO_BIN_EXE_berth-runtime-init"))
     }
 
     /// native, then runc and crun when installed.
