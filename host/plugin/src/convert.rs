@@ -95,7 +95,34 @@ impl Checker {
     }
 }
 
-pub(crate) fn adjustment_from_wit(a: wit::Adjustment) -> Result<Adjustment, String> {
+/// The last seccomp profile of a loaded plugin that passed the JSON check,
+/// byte for byte: a plugin such as seccomp-default returns the same tens of
+/// KiB on every call, and checking them again was ~15% of its call. A
+/// profile equal to the remembered one is known valid (a memcmp); any other
+/// is checked in full and, when valid, remembered instead.
+#[derive(Default)]
+pub(crate) struct ProfileMemo(std::sync::Mutex<Option<Box<str>>>);
+
+impl ProfileMemo {
+    fn check(&self, json: &str) -> Result<(), String> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(json) {
+            return Ok(());
+        }
+        // Syntax only (no tree is built: profiles are tens of KiB); the spec
+        // assembler parses it into the OCI type.
+        if !json.trim_start().starts_with('{') {
+            return Err("seccomp: the profile is not a JSON object".to_string());
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+            return Err(format!("seccomp: the profile is not valid JSON: {e}"));
+        }
+        *last = Some(json.into());
+        Ok(())
+    }
+}
+
+pub(crate) fn adjustment_from_wit(a: wit::Adjustment, memo: &ProfileMemo) -> Result<Adjustment, String> {
     let mut c = Checker(Vec::new());
     if let Some(cwd) = &a.cwd {
         c.absolute("cwd", cwd);
@@ -152,14 +179,10 @@ pub(crate) fn adjustment_from_wit(a: wit::Adjustment) -> Result<Adjustment, Stri
             c.0.push("annotations: empty key".to_string());
         }
     }
-    if let Some(wit::Seccomp::Profile(json)) = &a.seccomp {
-        // Syntax only (no tree is built: profiles are tens of KiB); the spec
-        // assembler parses it into the OCI type.
-        if !json.trim_start().starts_with('{') {
-            c.0.push("seccomp: the profile is not a JSON object".to_string());
-        } else if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
-            c.0.push(format!("seccomp: the profile is not valid JSON: {e}"));
-        }
+    if let Some(wit::Seccomp::Profile(json)) = &a.seccomp
+        && let Err(e) = memo.check(json)
+    {
+        c.0.push(e);
     }
     if let Some(h) = &a.hostname
         && (h.is_empty() || h.len() > 253 || h.contains(['/', '\0', ' ']))
@@ -387,4 +410,23 @@ pub(crate) fn sources_from_wit(sources: Vec<wit::Source>) -> Result<Vec<Source>,
         })
         .collect();
     if problems.is_empty() { Ok(out) } else { Err(problems.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProfileMemo;
+
+    #[test]
+    fn profile_memo_remembers_only_valid_profiles() {
+        let memo = ProfileMemo::default();
+        let good = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[]}"#;
+        assert!(memo.check(good).is_ok());
+        assert!(memo.check(good).is_ok(), "the remembered profile again");
+        // A profile differing from the remembered one is checked in full.
+        let bad = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":["#;
+        assert!(memo.check(bad).unwrap_err().contains("not valid JSON"));
+        assert!(memo.check(bad).is_err(), "an invalid profile is never remembered");
+        assert!(memo.check("[]").unwrap_err().contains("not a JSON object"));
+        assert!(memo.check(good).is_ok());
+    }
 }

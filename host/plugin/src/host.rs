@@ -302,6 +302,7 @@ impl PluginHost {
             engine: self.engine.clone(),
             cache,
             load_time: Duration::ZERO,
+            profile_memo: convert::ProfileMemo::default(),
         };
         // The first instance also checks the exports' types against the
         // ones every later call assumes (`Pre::typed`).
@@ -551,6 +552,8 @@ struct Inner {
     engine: Engine,
     cache: CacheOutcome,
     load_time: Duration,
+    /// The last seccomp profile this plugin returned that passed the check.
+    profile_memo: convert::ProfileMemo,
 }
 
 /// A loaded plugin. Clone it freely; every call gets a fresh store and
@@ -662,7 +665,7 @@ impl LoadedPlugin {
             Ok(f.call(&mut *store, (&input, &inner.config)).map(|(r,)| r))
         })?;
         let out = inner.answer(answer)?;
-        let mut out = convert::adjustment_from_wit(out).map_err(|detail| inner.malformed(detail))?;
+        let mut out = convert::adjustment_from_wit(out, &inner.profile_memo).map_err(|detail| inner.malformed(detail))?;
         inner.check_adjustment_size(&mut out)?;
         Ok(out)
     }
