@@ -191,6 +191,17 @@ fn record_snapshotter(
 }
 
 pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> anyhow::Result<ExitCode> {
+    // The native executor's cgroup attach waits for an RCU grace period on
+    // cgroup v1: paid from here, in a thread, while the image is resolved,
+    // the snapshot prepared and the spec assembled (see
+    // berth_runtime::cgroups::grace_period). As early as the run is known
+    // to be one, before the configuration is read: it holds the host's
+    // cgroup lock while it waits, so the creation's cgroup writes wait for it.
+    let mut grace = match (&args.runtime, args.detach) {
+        (None, false) => berth_runtime::cgroups::grace_period::AttachGracePeriod::start(),
+        _ => None,
+    };
+
     let settings = Settings::load_for_run(global, args)?;
     let root = settings.root.clone();
     let record_file = record_path(&root, &request.id)?;
@@ -200,7 +211,6 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     if args.detach {
         return detach(&settings, &request);
     }
-
     // Image -> committed chain -> the container's active snapshot.
     let content = ContentStore::open(&root)?;
     let images = ImageStore::open(&content);
@@ -213,13 +223,6 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     let snapshotter_name = match &proxy_socket {
         Some(_) => proxy_snapshotter_name(&settings.config.worker, args.snapshotter.as_deref())?,
         None => choose_snapshotter(&settings, args.snapshotter.as_deref())?,
-    };
-    // The native executor's cgroup attach waits for an RCU grace period on
-    // cgroup v1: paid from here, in a thread, while the snapshot is prepared
-    // and the spec assembled (see berth_runtime::cgroups::grace_period).
-    let mut grace = match args.runtime {
-        None => berth_runtime::cgroups::grace_period::AttachGracePeriod::start(),
-        Some(_) => None,
     };
     // Its changes become durable all at once when it closes (the drop
     // below, before the container exists): one fdatasync less than a
@@ -257,6 +260,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     std::fs::create_dir_all(records_dir(&root))?;
     std::fs::write(&record_file, serde_json::to_vec_pretty(&container)?)?;
 
+    // Set when `--rm` removed the snapshot and the record already (beside
+    // the executor's delete).
+    let mut parts_removed = false;
     let outcome = (|| -> anyhow::Result<i32> {
         let assembled = super::assemble_spec(&settings, &request, &image.config, None)?;
         if args.explain {
@@ -264,7 +270,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         }
         let bundle_dir = root.join("bundles").join(&request.id);
         std::fs::create_dir_all(&bundle_dir)?;
-        let (rootfs, _mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
+        let (rootfs, mounted) = Rootfs::for_snapshot(mounts, &bundle_dir.join("rootfs"))?;
         let mut spec = assembled.spec;
         let namespace = crate::config::worker::container_namespace(&root);
         super::network::join(&settings.config.worker.network, &container.state, &namespace, &request.id, &mut spec)?;
@@ -281,14 +287,56 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
             executor.wait(&request.id)
         })();
         if args.rm {
-            executor.delete(&request.id, true)?;
+            // After the container's end, the native executor's delete
+            // (cgroups in every hierarchy, the state dir) and the snapshot's
+            // removal (its metadata commit, its directory) touch nothing of
+            // each other's: they run side by side when nothing of the
+            // container can still be running or use its rootfs (its own pid
+            // namespace, whose processes all died with its init; no host
+            // mount of the rootfs; no poststop hook, which runs before the
+            // snapshot goes).
+            if status.is_ok() && executor_name == "native" && mounted.is_none() && ends_with_its_init(&bundle.spec) {
+                let worker = &settings.config.worker;
+                let (deleted, removed) = std::thread::scope(|s| {
+                    let removal = std::thread::Builder::new()
+                        .name("berth-rm-parts".into())
+                        .spawn_scoped(s, || remove_parts(&root, worker, &container, false));
+                    let deleted = executor.delete(&request.id, true);
+                    let removed = match removal {
+                        Ok(thread) => thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("removing the snapshot of {}: panicked", request.id))),
+                        // No thread: in turn.
+                        Err(_) => remove_parts(&root, worker, &container, false),
+                    };
+                    (deleted, removed)
+                });
+                parts_removed = true;
+                if let Err(err) = &removed
+                    && deleted.is_err()
+                {
+                    tracing::warn!(id = %request.id, "{err:#}");
+                }
+                deleted?;
+                removed?;
+            } else {
+                executor.delete(&request.id, true)?;
+            }
         }
         Ok(status?.code())
     })();
-    if args.rm || outcome.is_err() {
+    if !parts_removed && (args.rm || outcome.is_err()) {
         remove_parts(&root, &settings.config.worker, &container, outcome.is_err())?;
     }
     Ok(crate::cli::run::exit_code(outcome? as u32))
+}
+
+/// Whether every process of a container ends with its init: a pid
+/// namespace of its own (not joined by path).
+fn ends_with_its_init(spec: &oci_spec::runtime::Spec) -> bool {
+    let own_pid_ns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| {
+        ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())
+    });
+    let poststop = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()).is_some_and(|p| !p.is_empty());
+    own_pid_ns && !poststop
 }
 
 /// `-d`: the same `berth run` in a new session, its output in a log file;
