@@ -2,7 +2,10 @@
 //! the one-off compilation stay out of the profile):
 //! `target/release/examples/profile_calls PLUGIN [ITERATIONS]`, where PLUGIN
 //! is a reference plugin's name (target/wasm32-wasip2/plugin/PLUGIN.wasm) or
-//! a path to a .wasm file (to compare two builds of a plugin with one host).
+//! a path to a .wasm file (to compare two builds of a plugin with one host),
+//! or `chain` (the bench's chain of 8: the four reference spec-mutators
+//! twice; the time printed is per chain). `PROFILE_VIEW=empty` calls with an
+//! almost empty view, `PROFILE_VIEW=info` calls `info` instead.
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,8 +18,32 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/plugin");
     let options = HostOptions { cache_dir: Some(std::env::temp_dir().join("berth-profile-cache")), ..HostOptions::default() };
     let host = PluginHost::new(options)?;
-    let path = if name.ends_with(".wasm") { PathBuf::from(&name) } else { dir.join(format!("{name}.wasm")) };
+    let path = if name.ends_with(".wasm") {
+        PathBuf::from(&name)
+    } else if name == "chain" {
+        dir.join("privileged.wasm")
+    } else {
+        dir.join(format!("{name}.wasm"))
+    };
     let p = host.load(LoadRequest::new(&name, path))?;
+    // `profile_calls chain N`: the bench's chain of 8 (the four reference
+    // spec-mutators twice, one after the other), N chains.
+    let chain = if name == "chain" {
+        let mut loaded = Vec::new();
+        // The bench's configs (benches/calls.rs).
+        for (m, config) in [
+            ("privileged", serde_json::json!({})),
+            ("resources", serde_json::json!({})),
+            ("seccomp-default", serde_json::json!({})),
+            ("nomad-task", serde_json::json!({"env": {"A": "1"}})),
+        ] {
+            loaded.push(host.load(LoadRequest::new(m, dir.join(format!("{m}.wasm"))).config(config))?);
+        }
+        let twice: Vec<_> = loaded.iter().chain(loaded.iter()).cloned().collect();
+        twice
+    } else {
+        Vec::new()
+    };
     let request = berth_spec::Request {
         id: "bench".into(),
         image: Some("docker.io/library/busybox:latest".into()),
@@ -35,11 +62,18 @@ fn main() -> anyhow::Result<()> {
     let v = if which == "empty" { &empty } else { &view };
     for _ in 0..1000 {
         std::hint::black_box(p.mutate(v)?);
+        for p in &chain {
+            std::hint::black_box(p.mutate(v)?);
+        }
     }
     let cpu0 = thread_cpu_ns();
     let t = Instant::now();
     for _ in 0..n {
-        if which == "info" {
+        if !chain.is_empty() {
+            for p in &chain {
+                std::hint::black_box(p.mutate(v)?);
+            }
+        } else if which == "info" {
             std::hint::black_box(p.call_info()?);
         } else {
             std::hint::black_box(p.mutate(v)?);
