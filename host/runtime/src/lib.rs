@@ -21,6 +21,7 @@ pub mod oci_runtime;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod spawn;
 pub mod state;
 pub mod sync;
 pub mod sys;

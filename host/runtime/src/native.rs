@@ -3,14 +3,13 @@
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 
 use anyhow::{Context, anyhow, bail};
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Process, Spec, State};
 
 use crate::cgroups::{self, CgroupManager};
+use crate::spawn::{Helper, Slot};
 use crate::config::{InitConfig, Mode, RootMount};
 use crate::init::{INIT_ARG, INIT_BUILD_ENV, INIT_FD_ENV};
 use crate::state::{self, Record};
@@ -100,7 +99,7 @@ impl NativeExecutor {
     /// Spawns the init helper: the sync socket lands on fd 3+N (after the
     /// preserved descriptors), a console socket right after it. Returns the
     /// console socket's number in the helper.
-    fn spawn_helper(&self, stdio: Stdio) -> anyhow::Result<(Child, SyncSocket, Option<i32>)> {
+    fn spawn_helper(&self, stdio: Stdio) -> anyhow::Result<(Helper, SyncSocket, Option<i32>)> {
         let (parent, child) = SyncSocket::pair().context("socketpair")?;
         let keep = self.preserve_fds as i32;
         let sync_fd = 3 + keep;
@@ -111,64 +110,47 @@ impl NativeExecutor {
             Some(s) => Some(s.dup_at_least(sync_fd + 2)?),
             None => None,
         };
-        let mut cmd = match &sealed {
-            Some(fd) => {
-                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-                c.arg0(&self.init_binary);
-                c
-            }
-            None => Command::new(&self.init_binary),
+        let program = match &sealed {
+            Some(fd) => std::ffi::OsString::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => self.init_binary.clone().into_os_string(),
         };
-        cmd.arg(INIT_ARG).env(INIT_FD_ENV, sync_fd.to_string()).env(INIT_BUILD_ENV, crate::init::BUILD);
-        let null = || std::process::Stdio::null();
-        let mut console: Option<std::os::fd::OwnedFd> = None;
+        // Preserved descriptors 3..3+keep are already in place (not
+        // close-on-exec in the caller: that is the caller's contract).
+        let mut slots: Vec<(i32, Slot)> = vec![(sync_fd, Slot::Fd(child.0))];
+        let null_stdio = [(0, Slot::Null), (1, Slot::Null), (2, Slot::Null)];
+        let mut console_fd = None;
         match stdio {
             Stdio::Inherit => {}
             Stdio::Terminal { console_socket } => {
-                cmd.stdin(null()).stdout(null()).stderr(null());
-                console = Some(console_socket);
+                slots.extend(null_stdio);
+                slots.push((sync_fd + 1, Slot::Fd(console_socket)));
+                console_fd = Some(sync_fd + 1);
             }
-            Stdio::Null => {
-                cmd.stdin(null()).stdout(null()).stderr(null());
-            }
+            Stdio::Null => slots.extend(null_stdio),
             Stdio::Files { stdout, stderr } => {
                 let open = |p: &Path| {
                     std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("open log {}", p.display()))
                 };
-                cmd.stdin(null()).stdout(open(&stdout)?).stderr(open(&stderr)?);
+                slots.push((0, Slot::Null));
+                slots.push((1, Slot::Fd(open(&stdout)?.into())));
+                slots.push((2, Slot::Fd(open(&stderr)?.into())));
             }
             Stdio::Fds { stdin, stdout, stderr } => {
-                cmd.stdin(stdin.map_or_else(null, std::process::Stdio::from));
-                cmd.stdout(std::process::Stdio::from(stdout)).stderr(std::process::Stdio::from(stderr));
+                slots.push((0, stdin.map_or(Slot::Null, Slot::Fd)));
+                slots.push((1, Slot::Fd(stdout)));
+                slots.push((2, Slot::Fd(stderr)));
             }
         }
-        let src = child.0.as_raw_fd();
-        let console_src = console.as_ref().map_or(-1, |c| c.as_raw_fd());
-        let console_fd = sync_fd + 1;
-        // SAFETY: the closure only calls fcntl/dup2 (async-signal-safe) and
-        // allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Preserved descriptors 3..3+keep are already in place (not
-                // close-on-exec in the caller: that is the caller's contract).
-                // Sources are first moved above every target, so no dup2 clobbers another source.
-                let high = |fd: i32| {
-                    let r = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000);
-                    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
-                };
-                let s = high(src)?;
-                let c = if console_src >= 0 { high(console_src)? } else { -1 };
-                if libc::dup2(s, sync_fd) < 0 || (c >= 0 && libc::dup2(c, console_fd) < 0) {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
-        let proc_ = cmd.spawn().with_context(|| format!("spawn the init helper {}", self.init_binary.display()))?;
-        drop(child);
-        drop(console);
+        let sync = sync_fd.to_string();
+        let proc_ = crate::spawn::spawn(
+            &program,
+            &[self.init_binary.as_os_str(), std::ffi::OsStr::new(INIT_ARG)],
+            &[(INIT_FD_ENV, &sync), (INIT_BUILD_ENV, crate::init::BUILD)],
+            slots,
+        )
+        .with_context(|| format!("spawn the init helper {}", self.init_binary.display()))?;
         drop(sealed);
-        Ok((proc_, parent, (console_src >= 0).then_some(console_fd)))
+        Ok((proc_, parent, console_fd))
     }
 
     fn record(&self, id: &str) -> Result<Record> {
@@ -224,7 +206,7 @@ fn write_id_maps(pid: u32, spec: &Spec) -> anyhow::Result<()> {
 /// ([`attach_init`]; an init forked after this returns is in the cgroups
 /// already). A helper that died first is reported with its own error, not
 /// the write's ESRCH.
-fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Child>, sock: &SyncSocket) -> anyhow::Result<()> {
+fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Helper>, sock: &SyncSocket) -> anyhow::Result<()> {
     if let Err(e) = cg.add(helper_pid as i32) {
         if let Some(h) = helper
             && matches!(h.try_wait(), Ok(Some(_)))
@@ -249,7 +231,7 @@ fn attach_init(cg: &dyn CgroupManager, pid: i32, sock: &SyncSocket) -> anyhow::R
 struct Cleanup<'a> {
     dir: PathBuf,
     cgroup: Option<Box<dyn CgroupManager>>,
-    helper: Option<Child>,
+    helper: Option<Helper>,
     init_pid: i32,
     armed: bool,
     _root: &'a Path,
