@@ -27,8 +27,8 @@ pub mod snapshotter_selector {
         export_macro_name: "export_snapshotter_selector",
         default_bindings_module: "berth_sdk::bindings::snapshotter_selector",
         with: {
-            "berth:plugin/types@0.1.0": crate::bindings::spec_mutator::berth::plugin::types,
-            "berth:plugin/host@0.1.0": crate::bindings::spec_mutator::berth::plugin::host,
+            "berth:plugin/types@0.2.0": crate::bindings::spec_mutator::berth::plugin::types,
+            "berth:plugin/host@0.2.0": crate::bindings::spec_mutator::berth::plugin::host,
         },
     });
 }
@@ -42,8 +42,8 @@ pub mod source_resolver {
         export_macro_name: "export_source_resolver",
         default_bindings_module: "berth_sdk::bindings::source_resolver",
         with: {
-            "berth:plugin/types@0.1.0": crate::bindings::spec_mutator::berth::plugin::types,
-            "berth:plugin/host@0.1.0": crate::bindings::spec_mutator::berth::plugin::host,
+            "berth:plugin/types@0.2.0": crate::bindings::spec_mutator::berth::plugin::types,
+            "berth:plugin/host@0.2.0": crate::bindings::spec_mutator::berth::plugin::host,
         },
     });
 }

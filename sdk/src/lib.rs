@@ -26,6 +26,9 @@
 //! Every record the host and the plugin exchange is the type generated from
 //! `wit/berth-plugin.wit` (re-exported under [`types`] and at the crate root),
 //! so what a plugin returns in `cargo test` is exactly what the host receives.
+//! The container a spec-mutator reads is a [`ContainerView`]: accessors
+//! (`id()`, `options()`, `process()`...) that fetch a field from the host on
+//! first use (berth:plugin@0.2.0 lends the view as a resource).
 //! The [`testing`] module calls a plugin natively, with no wasm involved.
 
 mod adjust;
@@ -36,6 +39,7 @@ mod config;
 pub mod log;
 pub mod size;
 pub mod testing;
+mod view;
 
 /// The guest's global allocator (see [`alloc`]): a fresh instance per call
 /// makes freeing wasted work.
@@ -44,6 +48,7 @@ pub mod testing;
 static ALLOCATOR: alloc::Bump = alloc::Bump::new();
 
 pub use config::Config;
+pub use view::{ContainerData, ContainerView};
 pub use size::parse_size;
 
 /// Every WIT record, variant, enum and flags type of `berth:plugin/types`.
@@ -58,7 +63,7 @@ pub use crate::bindings::spec_mutator::berth::plugin::host::Level;
 /// `use berth_sdk::prelude::*;` brings the traits and the common types.
 pub mod prelude {
     pub use crate::types::*;
-    pub use crate::{Config, Level, SnapshotterSelector, SourceResolver, SpecMutator, parse_size};
+    pub use crate::{Config, ContainerData, ContainerView, Level, SnapshotterSelector, SourceResolver, SpecMutator, parse_size};
 }
 
 /// A spec-mutator: changes a container's OCI runtime spec before create by
@@ -89,8 +94,11 @@ impl<T: SpecMutator> bindings::spec_mutator::exports::berth::plugin::mutator::Gu
     fn info() -> PluginInfo {
         <T as SpecMutator>::info()
     }
-    fn mutate(container: ContainerView, config: String) -> Result<Adjustment, PluginError> {
-        <T as SpecMutator>::mutate(container, Config::new(config))
+    fn mutate(container: &bindings::spec_mutator::berth::plugin::view::Container, config: String) -> Result<Adjustment, PluginError> {
+        // SAFETY: the handle this call borrows; the view is moved into the
+        // plugin's `mutate`, which returns before this call does.
+        let view = unsafe { ContainerView::lent(container.handle()) };
+        <T as SpecMutator>::mutate(view, Config::new(config))
     }
 }
 
@@ -175,17 +183,6 @@ impl KeyValue {
 /// Looks `key` up in a key-value list (the first match).
 pub fn lookup<'a>(list: &'a [KeyValue], key: &str) -> Option<&'a str> {
     list.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
-}
-
-impl ContainerView {
-    /// The request option `key` (`--opt key=value`), the last one given.
-    pub fn option(&self, key: &str) -> Option<&str> {
-        self.options.iter().rev().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
-    }
-    /// The request annotation `key`, the last one given.
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.iter().rev().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
-    }
 }
 
 impl ResolveRequest {

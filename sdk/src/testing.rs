@@ -13,9 +13,8 @@ use std::cell::RefCell;
 
 use crate::bindings::snapshotter_selector::exports::berth::plugin::selector::Guest as SelectorGuest;
 use crate::bindings::source_resolver::exports::berth::plugin::resolver::Guest as ResolverGuest;
-use crate::bindings::spec_mutator::exports::berth::plugin::mutator::Guest as MutatorGuest;
 use crate::types::*;
-use crate::{Config, Level, SnapshotterSelector, SourceResolver, SpecMutator};
+use crate::{Config, ContainerData, ContainerView, Level, SnapshotterSelector, SourceResolver, SpecMutator};
 
 /// One line a plugin logged.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +39,10 @@ pub fn take_logs() -> Vec<LogLine> {
 }
 
 /// Calls a spec-mutator as the host would.
+/// (The wasm export's only extra step is wrapping the host's lent
+/// `container` in a [`ContainerView`]; here the view holds its data.)
 pub fn mutate<T: SpecMutator>(container: ContainerView, config: impl Into<Config>) -> Result<Adjustment, PluginError> {
-    <T as MutatorGuest>::mutate(container, config.into().raw().to_string())
+    <T as SpecMutator>::mutate(container, Config::new(config.into().raw().to_string()))
 }
 
 /// Calls a snapshotter-selector as the host would.
@@ -81,8 +82,13 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 /// A container like the host's default spec for a busybox-like image
 /// (`sh`, containerd's default capabilities and namespaces).
 pub fn container() -> ContainerView {
+    container_data().into()
+}
+
+/// The fields of [`container`], to edit before `.into()` a view.
+pub fn container_data() -> ContainerData {
     let env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
-    ContainerView {
+    ContainerData {
         id: "test".into(),
         image: Some("docker.io/library/busybox:latest".into()),
         image_config: ImageConfig {
@@ -132,7 +138,7 @@ pub trait ContainerViewExt: Sized {
     fn with_entrypoint(self, entrypoint: &[&str], cmd: &[&str]) -> Self;
 }
 
-impl ContainerViewExt for ContainerView {
+impl ContainerViewExt for ContainerData {
     fn with_option(mut self, key: &str, value: &str) -> Self {
         self.options.push(KeyValue::new(key, value));
         self
@@ -146,6 +152,18 @@ impl ContainerViewExt for ContainerView {
         self.image_config.cmd = cmd.iter().map(|s| s.to_string()).collect();
         self.process.args = entrypoint.iter().chain(cmd).map(|s| s.to_string()).collect();
         self
+    }
+}
+
+impl ContainerViewExt for ContainerView {
+    fn with_option(self, key: &str, value: &str) -> Self {
+        self.into_data().with_option(key, value).into()
+    }
+    fn with_annotation(self, key: &str, value: &str) -> Self {
+        self.into_data().with_annotation(key, value).into()
+    }
+    fn with_entrypoint(self, entrypoint: &[&str], cmd: &[&str]) -> Self {
+        self.into_data().with_entrypoint(entrypoint, cmd).into()
     }
 }
 
@@ -197,7 +215,7 @@ mod tests {
                 prefix: String,
             }
             let c: C = config.parse()?;
-            crate::info!("mutating {}", container.id);
+            crate::info!("mutating {}", container.id());
             let a = container.option("a").ok_or_else(|| PluginError::rejected("option a is required"))?;
             Ok(Adjustment::default().env("A", format!("{}{a}", c.prefix)))
         }

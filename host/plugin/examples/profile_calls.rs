@@ -5,7 +5,8 @@
 //! a path to a .wasm file (to compare two builds of a plugin with one host),
 //! or `chain` (the bench's chain of 8: the four reference spec-mutators
 //! twice; the time printed is per chain). `PROFILE_VIEW=empty` calls with an
-//! almost empty view, `PROFILE_VIEW=info` calls `info` instead.
+//! almost empty view, `PROFILE_VIEW=info` calls `info` instead;
+//! `PROFILE_DIR=DIR` takes the reference plugins from DIR.
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,7 +16,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "privileged".into());
     let n: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20_000);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/plugin");
+    // `PROFILE_DIR`: another build of the reference plugins (e.g. an A/B).
+    let dir = std::env::var_os("PROFILE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/plugin"));
     let options = HostOptions { cache_dir: Some(std::env::temp_dir().join("berth-profile-cache")), ..HostOptions::default() };
     let host = PluginHost::new(options)?;
     let path = if name.ends_with(".wasm") {

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Instance, InstancePre, Linker, TypedFunc};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Instance, InstancePre, Linker, Resource, TypedFunc};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::bindings::{wit, wit_host, WIT_VERSION};
+use crate::bindings::{wit, wit_host, COMPAT_WIT_VERSIONS, WIT_VERSION};
 use crate::convert;
 use crate::lower;
 use crate::error::{CallError, LoadError};
@@ -24,8 +24,9 @@ use crate::sandbox::State;
 use crate::types::{HostFacts, PluginInfo, PluginKind, ResolveRequest, SnapshotterChoice, Source};
 use berth_spec::{Adjustment, ContainerView};
 
-/// WIT package versions this host has bindings for.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION];
+/// WIT package versions this host has bindings for: the current one, then
+/// the older ones it still loads (wit/compat/).
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION, COMPAT_WIT_VERSIONS[0]];
 /// How often the epoch advances; deadlines are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Resident budget per linear memory when PAGEMAP_SCAN finds the dirty pages:
@@ -236,6 +237,9 @@ impl PluginHost {
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
         wit_host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link berth:plugin/host: {e}"))?;
+        lower::link_view(&mut linker).map_err(|e| anyhow::anyhow!("cannot link berth:plugin/view: {e}"))?;
+        crate::bindings::compat_0_1::berth::plugin::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link berth:plugin/host@0.1.0: {e}"))?;
         Ok(linker)
     }
 
@@ -286,7 +290,7 @@ impl PluginHost {
 
         let link = |detail: String| LoadError::Link { path: path.clone(), detail };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| link(format!("{e}")))?;
-        let pre = Pre::new(instance_pre, kind, &export).map_err(link)?;
+        let pre = Pre::new(instance_pre, kind, &export, &wit_version).map_err(link)?;
 
         let mut inner = Inner {
             name: Arc::from(req.name.as_str()),
@@ -464,7 +468,7 @@ fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(P
                 return Err(LoadError::IncompatibleWit {
                     path: path.to_path_buf(),
                     version,
-                    host: "berth:plugin@0.1.0",
+                    host: "berth:plugin@0.2.0 (and 0.1.0)",
                 });
             }
             Ok((kind, version, export))
@@ -480,15 +484,19 @@ struct Pre {
     info: ComponentExportIndex,
     /// `mutate`, `select` or `resolve`.
     call: ComponentExportIndex,
+    /// A spec-mutator of berth:plugin@0.1.0: the view is passed whole.
+    view_record: bool,
 }
 
 type InfoFn = TypedFunc<(), (wit::PluginInfo,)>;
-type MutateFn<'a> = TypedFunc<(&'a lower::View<'a>, &'a str), (Result<wit::Adjustment, wit::PluginError>,)>;
+/// berth:plugin@0.1.0's `mutate` (the answer's types did not change).
+type MutateRecordFn<'a> = TypedFunc<(&'a lower::View<'a>, &'a str), (Result<wit::Adjustment, wit::PluginError>,)>;
+type MutateFn<'a> = TypedFunc<(Resource<lower::ViewRef>, &'a str), (Result<wit::Adjustment, wit::PluginError>,)>;
 type SelectFn<'a> = TypedFunc<(&'a wit::HostFacts, &'a str), (Result<wit::SnapshotterChoice, wit::PluginError>,)>;
 type ResolveFn<'a> = TypedFunc<(&'a wit::ResolveRequest, &'a str), (Result<Vec<wit::Source>, wit::PluginError>,)>;
 
 impl Pre {
-    fn new(instance_pre: InstancePre<State>, kind: PluginKind, export: &str) -> Result<Pre, String> {
+    fn new(instance_pre: InstancePre<State>, kind: PluginKind, export: &str, wit_version: &str) -> Result<Pre, String> {
         let component = instance_pre.component();
         let iface = component
             .get_export_index(None, export)
@@ -503,7 +511,8 @@ impl Pre {
             PluginKind::SnapshotterSelector => "select",
             PluginKind::SourceResolver => "resolve",
         })?;
-        Ok(Pre { info: func("info")?, call, instance_pre })
+        let view_record = kind == PluginKind::SpecMutator && wit_version != WIT_VERSION;
+        Ok(Pre { info: func("info")?, call, instance_pre, view_record })
     }
 
     /// Checks that the exported functions have exactly the types `typed`
@@ -513,7 +522,8 @@ impl Pre {
         let bad = |e: wasmtime::Error| format!("the exported functions do not have the WIT types of this host: {e:#}");
         instance.get_typed_func::<(), (wit::PluginInfo,)>(&mut *store, self.info).map_err(bad)?;
         match kind {
-            PluginKind::SpecMutator => instance.get_typed_func::<(&lower::View<'_>, &str), (Result<wit::Adjustment, wit::PluginError>,)>(&mut *store, self.call).map(drop),
+            PluginKind::SpecMutator if self.view_record => instance.get_typed_func::<(&lower::View<'_>, &str), (Result<wit::Adjustment, wit::PluginError>,)>(&mut *store, self.call).map(drop),
+            PluginKind::SpecMutator => instance.get_typed_func::<(Resource<lower::ViewRef>, &str), (Result<wit::Adjustment, wit::PluginError>,)>(&mut *store, self.call).map(drop),
             PluginKind::SnapshotterSelector => instance.get_typed_func::<(&wit::HostFacts, &str), (Result<wit::SnapshotterChoice, wit::PluginError>,)>(&mut *store, self.call).map(drop),
             PluginKind::SourceResolver => instance.get_typed_func::<(&wit::ResolveRequest, &str), (Result<Vec<wit::Source>, wit::PluginError>,)>(&mut *store, self.call).map(drop),
         }
@@ -656,14 +666,29 @@ impl LoadedPlugin {
         if inner.kind != PluginKind::SpecMutator {
             return Err(inner.wrong_kind(PluginKind::SpecMutator));
         }
-        let input = lower::view(view);
-        let answer = inner.call(|store| {
-            let pre = &inner.pre;
-            let instance = pre.instance_pre.instantiate(&mut *store)?;
-            // SAFETY: a spec-mutator's `call` was checked as `MutateFn`.
-            let f: MutateFn<'_> = unsafe { pre.typed(store, &instance, pre.call)? };
-            Ok(f.call(&mut *store, (&input, &inner.config)).map(|(r,)| r))
-        })?;
+        let answer = if inner.pre.view_record {
+            let input = lower::view(view);
+            inner.call(|store| {
+                let pre = &inner.pre;
+                let instance = pre.instance_pre.instantiate(&mut *store)?;
+                // SAFETY: a 0.1.0 spec-mutator's `call` was checked as `MutateRecordFn`.
+                let f: MutateRecordFn<'_> = unsafe { pre.typed(store, &instance, pre.call)? };
+                Ok(f.call(&mut *store, (&input, &inner.config)).map(|(r,)| r))
+            })?
+        } else {
+            inner.call(|store| {
+                // SAFETY: the store is this closure's, dropped by `call`
+                // before `mutate` returns, while `view` is borrowed.
+                store.data_mut().view = Some(unsafe { lower::LentView::lend(view) });
+                let pre = &inner.pre;
+                let instance = pre.instance_pre.instantiate(&mut *store)?;
+                // SAFETY: a spec-mutator's `call` was checked as `MutateFn`.
+                let f: MutateFn<'_> = unsafe { pre.typed(store, &instance, pre.call)? };
+                // The view is lent as a borrowed `container`; its rep is
+                // unused (the getters read `State::view`).
+                Ok(f.call(&mut *store, (Resource::new_borrow(0), &inner.config)).map(|(r,)| r))
+            })?
+        };
         let out = inner.answer(answer)?;
         let mut out = convert::adjustment_from_wit(out, &inner.profile_memo).map_err(|detail| inner.malformed(detail))?;
         inner.check_adjustment_size(&mut out)?;

@@ -6,17 +6,23 @@
 //! them after the call. These records have the same WIT shape (checked by
 //! wasmtime against the component's types when a plugin is loaded) but
 //! borrow: building one is a handful of small vectors of pointers.
+//!
+//! The same records serve both contracts: 0.1.0 passes the whole [`View`]
+//! as `mutate`'s parameter, 0.2.0 lends the view as a `container` resource
+//! whose getters ([`link_view`]) lower one field each.
 
 use std::mem::MaybeUninit;
 
 use berth_spec::ContainerView;
 use wasmtime::component::__internal::wasmtime_environ::component::StringEncoding;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext};
-use wasmtime::component::{ComponentType, Lower};
+use wasmtime::component::{ComponentType, Linker, Lower, Resource, ResourceType};
+use wasmtime::StoreContextMut;
 use wasmtime::ValRaw;
 
 use crate::bindings::wit;
 use crate::convert::ns_kind_to_wit;
+use crate::sandbox::State;
 
 #[derive(ComponentType, Lower)]
 #[component(record)]
@@ -104,40 +110,111 @@ pub(crate) struct View<'a> {
 }
 
 pub(crate) fn view(v: &ContainerView) -> View<'_> {
-    let ic = &v.image_config;
-    let p = &v.process;
     View {
         id: &v.id,
         image: v.image.as_deref(),
-        image_config: ImageConfig {
-            user: ic.user.as_deref(),
-            env: StrList(&ic.env),
-            entrypoint: StrList(&ic.entrypoint),
-            cmd: StrList(&ic.cmd),
-            working_dir: ic.working_dir.as_deref(),
-            labels: kvs(&ic.labels),
-            stop_signal: ic.stop_signal.as_deref(),
-            exposed_ports: StrList(&ic.exposed_ports),
-            volumes: StrList(&ic.volumes),
-        },
+        image_config: image_config(v),
         options: kvs(&v.options),
         annotations: kvs(&v.annotations),
-        process: ProcessView {
-            args: StrList(&p.args),
-            env: StrList(&p.env),
-            cwd: &p.cwd,
-            uid: p.uid,
-            gid: p.gid,
-            additional_gids: &p.additional_gids,
-            terminal: p.terminal,
-            capabilities: StrList(&p.capabilities),
-            no_new_privileges: p.no_new_privileges,
-        },
+        process: process(v),
         hostname: v.hostname.as_deref(),
         readonly_rootfs: v.readonly_rootfs,
         mounts: Mounts(&v.mounts),
-        namespaces: v.namespaces.iter().map(|n| Namespace { kind: ns_kind_to_wit(n.kind), path: n.path.as_deref() }).collect(),
+        namespaces: namespaces(v),
     }
+}
+
+fn image_config(v: &ContainerView) -> ImageConfig<'_> {
+    let ic = &v.image_config;
+    ImageConfig {
+        user: ic.user.as_deref(),
+        env: StrList(&ic.env),
+        entrypoint: StrList(&ic.entrypoint),
+        cmd: StrList(&ic.cmd),
+        working_dir: ic.working_dir.as_deref(),
+        labels: kvs(&ic.labels),
+        stop_signal: ic.stop_signal.as_deref(),
+        exposed_ports: StrList(&ic.exposed_ports),
+        volumes: StrList(&ic.volumes),
+    }
+}
+
+fn process(v: &ContainerView) -> ProcessView<'_> {
+    let p = &v.process;
+    ProcessView {
+        args: StrList(&p.args),
+        env: StrList(&p.env),
+        cwd: &p.cwd,
+        uid: p.uid,
+        gid: p.gid,
+        additional_gids: &p.additional_gids,
+        terminal: p.terminal,
+        capabilities: StrList(&p.capabilities),
+        no_new_privileges: p.no_new_privileges,
+    }
+}
+
+fn namespaces(v: &ContainerView) -> Vec<Namespace<'_>> {
+    v.namespaces.iter().map(|n| Namespace { kind: ns_kind_to_wit(n.kind), path: n.path.as_deref() }).collect()
+}
+
+// berth:plugin@0.2.0: the `view.container` resource.
+//
+// The host lends the call's view to the guest as a borrowed `container`
+// (rep 0); the view itself sits in the store's [`State`] for the length of
+// one `mutate` call, and each getter lowers one top-level field straight
+// from it, with the borrowing records above.
+
+/// The host-side type of WIT `view.container` (its rep is unused: a store
+/// serves one call, and the call's view is [`State::view`]).
+pub struct ViewRef;
+
+/// The view lent to the current call.
+#[derive(Clone, Copy)]
+pub(crate) struct LentView(*const ContainerView);
+
+// SAFETY: a shared reference in disguise (see `lend`); `ContainerView` is
+// `Sync`.
+unsafe impl Send for LentView {}
+unsafe impl Sync for LentView {}
+
+impl LentView {
+    /// # Safety
+    /// `view` must outlive every use of the store the result is put in:
+    /// `LoadedPlugin::mutate` puts it in a store it creates and drops before
+    /// it returns, while it borrows `view`.
+    pub(crate) unsafe fn lend(view: &ContainerView) -> LentView {
+        LentView(view)
+    }
+}
+
+fn lent(store: &StoreContextMut<'_, State>) -> wasmtime::Result<&'static ContainerView> {
+    match store.data().view {
+        // SAFETY: see `LentView::lend`: the view outlives the store, and the
+        // reference only lives while a getter's result is lowered.
+        Some(LentView(ptr)) => Ok(unsafe { &*ptr }),
+        None => wasmtime::bail!("no container view is lent to this call"),
+    }
+}
+
+type This = (Resource<ViewRef>,);
+
+/// Defines `berth:plugin/view@0.2.0` (the `container` resource and its
+/// getters) in `linker`.
+pub(crate) fn link_view(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    let mut i = linker.instance("berth:plugin/view@0.2.0")?;
+    i.resource("container", ResourceType::host::<ViewRef>(), |_, _| Ok(()))?;
+    i.func_wrap("[method]container.id", |s, _: This| Ok((lent(&s)?.id.as_str(),)))?;
+    i.func_wrap("[method]container.image", |s, _: This| Ok((lent(&s)?.image.as_deref(),)))?;
+    i.func_wrap("[method]container.image-config", |s, _: This| Ok((image_config(lent(&s)?),)))?;
+    i.func_wrap("[method]container.options", |s, _: This| Ok((kvs(&lent(&s)?.options),)))?;
+    i.func_wrap("[method]container.annotations", |s, _: This| Ok((kvs(&lent(&s)?.annotations),)))?;
+    i.func_wrap("[method]container.process", |s, _: This| Ok((process(lent(&s)?),)))?;
+    i.func_wrap("[method]container.hostname", |s, _: This| Ok((lent(&s)?.hostname.as_deref(),)))?;
+    i.func_wrap("[method]container.readonly-rootfs", |s, _: This| Ok((lent(&s)?.readonly_rootfs,)))?;
+    i.func_wrap("[method]container.mounts", |s, _: This| Ok((Mounts(&lent(&s)?.mounts),)))?;
+    i.func_wrap("[method]container.namespaces", |s, _: This| Ok((namespaces(lent(&s)?),)))?;
+    Ok(())
 }
 
 // Batched lowering of the view's many strings.

@@ -26,6 +26,9 @@ pub(crate) struct State {
     pub limiter: Limiter,
     pub stderr: StderrCapture,
     pub logs: u32,
+    /// The container view a 0.2.0 spec-mutator call reads through its
+    /// `container` resource.
+    pub view: Option<crate::lower::LentView>,
 }
 
 impl State {
@@ -48,6 +51,7 @@ impl State {
             limiter: Limiter { memory_limit, exceeded: None },
             stderr,
             logs: 0,
+            view: None,
         }
     }
 
@@ -145,6 +149,29 @@ impl wit_host::Host for State {
 }
 
 impl wit::Host for State {}
+
+/// `host.log` of plugins built against berth:plugin@0.1.0.
+impl crate::bindings::compat_0_1::berth::plugin::host::Host for State {
+    fn log(
+        &mut self,
+        level: crate::bindings::compat_0_1::berth::plugin::host::Level,
+        message: String,
+        fields: Vec<crate::bindings::compat_0_1::berth::plugin::types::KeyValue>,
+    ) {
+        use crate::bindings::compat_0_1::berth::plugin::host::Level as Old;
+        let level = match level {
+            Old::Trace => wit_host::Level::Trace,
+            Old::Debug => wit_host::Level::Debug,
+            Old::Info => wit_host::Level::Info,
+            Old::Warn => wit_host::Level::Warn,
+            Old::Error => wit_host::Level::Error,
+        };
+        let fields = fields.into_iter().map(|kv| wit::KeyValue { key: kv.key, value: kv.value }).collect();
+        wit_host::Host::log(self, level, message, fields)
+    }
+}
+
+impl crate::bindings::compat_0_1::berth::plugin::types::Host for State {}
 
 /// The plugin's stderr: kept up to a capacity, the rest counted and dropped
 /// (never an error: Rust's `eprintln!` panics when stderr fails).

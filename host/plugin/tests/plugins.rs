@@ -425,10 +425,59 @@ fn the_view_reaches_the_guest_intact() {
         expected.push_str(&format!("mount={}|{}|{}|{};", m.destination, m.kind, m.source, m.options.join(",")));
     }
     expected.push_str(&format!("cwd={};", p.cwd));
+    // The same view through 0.1.0 (`good`: the whole record) and 0.2.0
+    // (`view`: the `container` resource's getters).
+    let lazy = load(&host, dir, "view");
+    assert_eq!(echo.wit_version(), "0.1.0");
+    assert_eq!(lazy.wit_version(), "0.2.0");
+    v.image = Some("docker.io/library/busybox:latest".into());
+    v.hostname = Some("h".into());
+    v.readonly_rootfs = true;
+    v.options = vec![("memory".into(), "64m".into()), ("cpu".into(), "".into())];
+    v.annotations = vec![("a".into(), "ñ".into())];
+    v.image_config.labels = vec![("l".into(), "1".into())];
+    v.image_config.working_dir = Some("/w".into());
+    v.process.uid = 7;
+    v.process.additional_gids = vec![1, 2];
+    v.namespaces = vec![
+        berth_spec::view::NamespaceView { kind: berth_spec::adjustment::NamespaceKind::Pid, path: None },
+        berth_spec::view::NamespaceView { kind: berth_spec::adjustment::NamespaceKind::Network, path: Some("/run/netns/x".into()) },
+    ];
+    let rest = "id=echo;image=Some(\"docker.io/library/busybox:latest\");hostname=Some(\"h\");readonly=true;annotations=a=ñ;\
+                labels=l=1;user=None;workdir=Some(\"/w\");uid=7;gid=0;gids=[1, 2];terminal=false;nnp=false;\
+                ns=NamespaceKind::Pid:,NamespaceKind::Network:/run/netns/x";
+    let annotation = |adj: &berth_spec::Adjustment, key: &str| {
+        adj.annotations.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
     for _ in 0..3 {
         let adj = echo.mutate(&v).expect("echo answers");
-        let got = adj.annotations.iter().find(|(k, _)| k == "fixture.view").map(|(_, v)| v.as_str());
-        assert_eq!(got, Some(expected.as_str()));
+        assert_eq!(annotation(&adj, "fixture.view").as_deref(), Some(expected.as_str()));
+        let adj = lazy.mutate(&v).expect("view answers");
+        assert_eq!(annotation(&adj, "fixture.view").as_deref(), Some(expected.as_str()));
+        assert_eq!(annotation(&adj, "fixture.options").as_deref(), Some("memory=64m,cpu="));
+        assert_eq!(annotation(&adj, "fixture.rest").as_deref(), Some(rest));
+    }
+    // A plugin that reads only the options gets only those.
+    let options_only = host
+        .load(LoadRequest::new("options-only", common::fixture(dir, "view")).config(serde_json::json!({"only-options": true})))
+        .unwrap();
+    let adj = options_only.mutate(&v).unwrap();
+    assert_eq!(adj.annotations, vec![("fixture.options".to_string(), "memory=64m,cpu=".to_string())]);
+}
+
+/// A component built against berth:plugin@0.1.0 (wit/compat/0.1.0: every
+/// fixture but `view`) still loads and mutates on this 0.2.0 host, whatever
+/// its kind.
+#[test]
+fn a_0_1_0_component_still_loads_and_mutates() {
+    let Some(dir) = common::fixtures() else { return };
+    let host = host();
+    assert_eq!(SUPPORTED_WIT_VERSIONS, &["0.2.0", "0.1.0"]);
+    let good = load(&host, dir, "good");
+    assert_eq!(good.wit_version(), "0.1.0");
+    assert_good(&good, "old");
+    for name in ["selector", "resolver"] {
+        assert_eq!(load(&host, dir, name).wit_version(), "0.1.0", "{name}");
     }
 }
 

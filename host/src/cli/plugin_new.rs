@@ -265,7 +265,7 @@ impl SpecMutator for Plugin {
 
     fn mutate(container: ContainerView, config: Config) -> Result<Adjustment, PluginError> {
         let settings: Settings = config.parse()?;
-        berth_sdk::debug!("container {}", container.id);
+        berth_sdk::debug!("container {}", container.id());
         let mut adjustment = Adjustment::default();
         for (key, value) in settings.env {
             adjustment = adjustment.env(key, value);

@@ -379,7 +379,7 @@ impl SpecMutator for NomadTask {
             return Err(PluginError::rejected("Command is empty. Cannot set --args without --command."));
         }
         if let Some(command) = command {
-            let mut args = container.image_config.entrypoint.clone();
+            let mut args = container.image_config().entrypoint.clone();
             args.push(command.to_string());
             args.extend(task.args.iter().cloned());
             adj = adj.args(args);

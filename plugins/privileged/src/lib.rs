@@ -81,7 +81,7 @@ impl SpecMutator for PrivilegedPlugin {
         if s.seccomp_unconfined {
             adj = adj.seccomp_unconfined();
         }
-        berth_sdk::debug!("container {} runs privileged", container.id);
+        berth_sdk::debug!("container {} runs privileged", container.id());
         Ok(adj)
     }
 }

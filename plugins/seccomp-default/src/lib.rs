@@ -52,7 +52,7 @@ impl SpecMutator for SeccompDefault {
         if berth_seccomp::normalize_arch(&s.arch).is_none() {
             return Err(PluginError::invalid_config(format!("seccomp-default: unknown arch `{}`", s.arch)));
         }
-        let mut caps = container.process.capabilities.clone();
+        let mut caps = container.process().capabilities.clone();
         caps.extend(s.extra_capabilities);
         let profile = match preset::matches(&s.arch, &caps) {
             true => preset::PROFILE.to_string(),
@@ -81,7 +81,7 @@ mod tests {
     fn default_caps_profile() {
         let adj = testing::mutate::<SeccompDefault>(testing::container(), "").unwrap();
         let p = profile(&adj);
-        assert_eq!(p, berth_seccomp::default_profile("amd64", &testing::container().process.capabilities));
+        assert_eq!(p, berth_seccomp::default_profile("amd64", &testing::container().process().capabilities));
         let allowed = berth_seccomp::allowed_names(&p);
         assert!(allowed.contains(&"chroot".to_string()), "CAP_SYS_CHROOT is in the default set");
         assert!(!allowed.contains(&"mount".to_string()));
