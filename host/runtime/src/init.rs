@@ -6,16 +6,16 @@
 //! ```text
 //! parent (runtime)              helper (stage 1)                 init (stage 2, pid 1)
 //!   spawn, Config ──────────▶   (exec, relocation) recv Config
-//!   make cgroups, += helper     setns(join...)  unshare(user)
-//!   (v1: cgroup changes wait    UserNs ─┐
+//!   cgroups += helper           setns(join...)  unshare(user)
+//!   (v1: the first write waits  UserNs ─┐
 //!    for an RCU grace period,          │
 //!    10-15 ms, while the               │
 //!    helper and init go on)            │
 //!   write uid/gid maps ◀───────────────┘
 //!   Go ─────────────────────▶   setresuid(0)  unshare(others)  fork ─▶ hostname, mounts,
 //!   ◀────────────────────────  Pid(init)  exit                   devices (unshare(cgroup)
-//!   cgroups += init (fast now);                                  or a cgroup mount waits
-//!   Attached ───────────────────────────────────────────────▶  for Attached first)
+//!   cgroups += init (fast now);                                  waits for Attached first)
+//!   Attached ───────────────────────────────────────────────▶  wait Attached
 //!   prestart/createRuntime ◀────────────────────────────────── Hooks (mounts done)
 //!   Go ─────────────────────────────────────────────────────▶  createContainer, pivot_root,
 //!                                                               rlimits, user, caps, cwd
@@ -166,11 +166,11 @@ fn helper(sock: &SyncSocket) -> Result<()> {
 enum Never {}
 
 fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
-    // The parent makes the container's cgroups and moves the helper, then
-    // us, into them (on cgroup v1 the first cgroup change waits for an RCU
-    // grace period) while we make the mounts; nothing that must run in them
-    // or needs them (a cgroup mount, hooks, the cgroup namespace,
-    // pivot_root and all after it, an exec'd process) starts before it says so.
+    // The parent moves the helper, then us, into the container's cgroups
+    // (on cgroup v1 the first write waits for an RCU grace period) while we
+    // make the mounts; nothing that must run in them (hooks, the cgroup
+    // namespace, pivot_root and all after it, an exec'd process) starts
+    // before it says so.
     let attached = std::cell::Cell::new(false);
     let wait_attached = || -> Result<()> {
         if !attached.get() {
@@ -212,7 +212,7 @@ fn init(cfg: &InitConfig, sock: &SyncSocket) -> Result<Never> {
         let mut syscalls =
             LinuxSyscall { userns: cfg.clone_flags & libc::CLONE_NEWUSER != 0, mount_label: cfg.lsm.mount_label.clone() };
         let hooks = cfg.spec.hooks().clone().unwrap_or_default();
-        setup_rootfs(&setup, &mut syscalls, &mut || wait_attached(), &mut || {
+        setup_rootfs(&setup, &mut syscalls, &mut || {
             wait_attached()?;
             let runtime_side = hooks.prestart().iter().flatten().count() + hooks.create_runtime().iter().flatten().count();
             if runtime_side > 0 {

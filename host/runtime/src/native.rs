@@ -204,17 +204,15 @@ fn write_id_maps(pid: u32, spec: &Spec) -> anyhow::Result<()> {
 /// forks and the init makes its mounts, instead of after the fork with the
 /// init waiting. The init itself is added when its pid arrives
 /// ([`attach_init`]; an init forked after this returns is in the cgroups
-/// already). A helper that exited first is no error here: its init's pid
-/// or its own error is the next message.
-fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Helper>) -> anyhow::Result<()> {
+/// already). A helper that died first is reported with its own error, not
+/// the write's ESRCH.
+fn attach_helper(cg: &dyn CgroupManager, helper_pid: u32, helper: Option<&mut Helper>, sock: &SyncSocket) -> anyhow::Result<()> {
     if let Err(e) = cg.add(helper_pid as i32) {
-        // A helper that exited already: it forked the init (outside the
-        // cgroups: the init is added when its pid, the next message,
-        // arrives) or it failed (its error is the next message).
         if let Some(h) = helper
             && matches!(h.try_wait(), Ok(Some(_)))
+            && let Ok(Msg::Error(m)) = sock.recv()
         {
-            return Ok(());
+            bail!(m);
         }
         return Err(e.context("cgroup"));
     }
@@ -301,6 +299,7 @@ impl NativeExecutor {
         let rel = cgroups::relative_path(linux.cgroups_path().as_deref(), id);
         let cg = cgroups::manager_for(&rel)?;
         cleanup.cgroup = Some(cgroups::manager_for(&rel)?);
+        cg.apply(linux.resources().as_ref()).context("cgroup")?;
         let dir = cleanup.dir.clone();
         let (rootfs, root_mounts) = match &bundle.rootfs {
             Rootfs::Path(p) => {
@@ -353,13 +352,7 @@ impl NativeExecutor {
             lsm,
         };
         sock.send(&Msg::Config(serde_json::to_vec(&cfg)?)).context("send the configuration")?;
-        // The cgroups after the configuration: on cgroup v1 making them
-        // waits for the RCU grace period any pending cgroup change waits for
-        // (the kernel's cgroup lock is held through it), and meanwhile the
-        // helper forks the init and the init makes its mounts up to a
-        // cgroup mount (it waits for `Attached` there).
-        cg.apply(linux.resources().as_ref()).context("cgroup")?;
-        attach_helper(&*cg, helper_pid, cleanup.helper.as_mut())?;
+        attach_helper(&*cg, helper_pid, cleanup.helper.as_mut(), &sock)?;
         loop {
             match sock.recv() {
                 Ok(Msg::UserNs) => {
@@ -574,7 +567,7 @@ impl Executor for NativeExecutor {
         let mut pid = 0;
         let result: anyhow::Result<()> = (|| {
             let cg = cgroups::manager_for(&rec.cgroup)?;
-            attach_helper(&*cg, child.id(), Some(&mut child))?;
+            attach_helper(&*cg, child.id(), Some(&mut child), &sock)?;
             loop {
                 match sock.recv() {
                     Ok(Msg::Pid(p)) => {

@@ -158,7 +158,6 @@ pub trait Syscall {
 pub fn setup_rootfs(
     s: &RootfsSetup,
     sys: &mut dyn Syscall,
-    before_cgroup: &mut dyn FnMut() -> Result<()>,
     before_pivot: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     // Nothing we mount propagates back to the host.
@@ -180,10 +179,6 @@ pub fn setup_rootfs(
     }
     sys.check_dev(&s.rootfs)?;
     for m in &s.mounts {
-        if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-            // The container's cgroup directories exist from here.
-            before_cgroup()?;
-        }
         sys.mount_in_root(&s.rootfs, m, &s.cgroup_views)?;
     }
     for d in &s.devices {
@@ -679,7 +674,7 @@ mod tests {
         let setup = RootfsSetup::from_config(&config(spec)).unwrap();
         let mut rec = Recorder::default();
         let mut hooked = 0;
-        setup_rootfs(&setup, &mut rec, &mut || Ok(()), &mut || {
+        setup_rootfs(&setup, &mut rec, &mut || {
             hooked += 1;
             Ok(())
         })
@@ -729,7 +724,7 @@ mod tests {
         cfg.root_mounts.clear();
         let setup = RootfsSetup::from_config(&cfg).unwrap();
         let mut rec = Recorder::default();
-        setup_rootfs(&setup, &mut rec, &mut || Ok(()), &mut || Ok(())).unwrap();
+        setup_rootfs(&setup, &mut rec, &mut || Ok(())).unwrap();
         assert_eq!(rec.0[1], "bind-self");
         assert!(rec.0.contains(&"move-root".to_string()));
         assert!(!rec.0.contains(&"pivot".to_string()));
@@ -777,7 +772,7 @@ mod tests {
         }
         let setup = RootfsSetup::from_config(&config(oci_spec::runtime::Spec::default())).unwrap();
         let mut sys = FailPivot(Recorder::default());
-        let err = setup_rootfs(&setup, &mut sys, &mut || Ok(()), &mut || Ok(())).unwrap_err();
+        let err = setup_rootfs(&setup, &mut sys, &mut || Ok(())).unwrap_err();
         assert!(err.to_string().contains("pivot_root"));
         assert!(!sys.0.0.iter().any(|s| s.starts_with("mask")));
     }
