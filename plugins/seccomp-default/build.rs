@@ -11,24 +11,9 @@
 //! `preset`).
 use std::path::PathBuf;
 
-/// containerd's default capabilities (the host's default spec; the same list
-/// as `berth_sdk::testing::DEFAULT_CAPABILITIES`, which a unit test checks).
-const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+// containerd's default capabilities (the host's default spec).
+use berth_sdk::testing::DEFAULT_CAPABILITIES;
+
 const PRESET_ARCH: &str = "amd64";
 
 fn main() {

@@ -104,11 +104,7 @@ impl ContainerView {
     }
 
     fn fetch<T>(&self, get: impl FnOnce(&Container) -> T) -> T {
-        match &self.host {
-            Some(c) => get(c),
-            // A view from `ContainerData` has every cell set.
-            None => unreachable!("a ContainerView without a host has every field"),
-        }
+        fetch(&self.host, get)
     }
 
     /// The container's id.
@@ -158,25 +154,30 @@ impl ContainerView {
 
     /// Every field, owned (fetching what was not read yet).
     pub fn into_data(self) -> ContainerData {
-        fn take<T>(cell: OnceCell<T>, fetch: impl FnOnce() -> T) -> T {
-            match cell.into_inner() {
-                Some(v) => v,
-                None => fetch(),
-            }
-        }
         let host = self.host;
-        let f = |get: fn(&Container) -> _| host.as_deref().map(get);
-        ContainerData {
-            id: take(self.id, || host.as_deref().map(Container::id).expect("lent view")),
-            image: take(self.image, || host.as_deref().and_then(Container::image)),
-            image_config: take(self.image_config, || host.as_deref().map(Container::image_config).expect("lent view")),
-            options: take(self.options, || f(Container::options).unwrap_or_default()),
-            annotations: take(self.annotations, || f(Container::annotations).unwrap_or_default()),
-            process: take(self.process, || host.as_deref().map(Container::process).expect("lent view")),
-            hostname: take(self.hostname, || host.as_deref().and_then(Container::hostname)),
-            readonly_rootfs: take(self.readonly_rootfs, || host.as_deref().is_some_and(Container::readonly_rootfs)),
-            mounts: take(self.mounts, || host.as_deref().map(Container::mounts).unwrap_or_default()),
-            namespaces: take(self.namespaces, || host.as_deref().map(Container::namespaces).unwrap_or_default()),
+        fn take<T>(cell: OnceCell<T>, host: &Option<ManuallyDrop<Container>>, get: impl FnOnce(&Container) -> T) -> T {
+            cell.into_inner().unwrap_or_else(|| fetch(host, get))
         }
+        ContainerData {
+            id: take(self.id, &host, Container::id),
+            image: take(self.image, &host, Container::image),
+            image_config: take(self.image_config, &host, Container::image_config),
+            options: take(self.options, &host, Container::options),
+            annotations: take(self.annotations, &host, Container::annotations),
+            process: take(self.process, &host, Container::process),
+            hostname: take(self.hostname, &host, Container::hostname),
+            readonly_rootfs: take(self.readonly_rootfs, &host, Container::readonly_rootfs),
+            mounts: take(self.mounts, &host, Container::mounts),
+            namespaces: take(self.namespaces, &host, Container::namespaces),
+        }
+    }
+}
+
+/// A field from the host's lent view.
+fn fetch<T>(host: &Option<ManuallyDrop<Container>>, get: impl FnOnce(&Container) -> T) -> T {
+    match host {
+        Some(c) => get(c),
+        // A view from `ContainerData` has every cell set.
+        None => unreachable!("a ContainerView without a host has every field"),
     }
 }
