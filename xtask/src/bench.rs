@@ -106,7 +106,8 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
     // as many rounds, timed with bash's $EPOCHREALTIME (no fork), and the
     // medians are printed beside hyperfine's table.
     let samples = work.join("interleaved.txt");
-    let berth_run = format!("{} --config {} --root {} run --rm bench/busybox:latest /bin/true", q(&berth), q(&config), q(&state));
+    let berth_run_with = |binary: &Path| format!("{} --config {} --root {} run --rm bench/busybox:latest /bin/true", q(binary), q(&config), q(&state));
+    let berth_run = berth_run_with(&berth);
     let runc_run = format!("runc --root {}/runc run --bundle {} bench-runc", q(&work), q(&bundle));
     let crun_run = format!("crun --root {}/crun run --bundle {} bench-crun", q(&work), q(&bundle));
     let runc_same = format!("runc --root {}/runc run --bundle {} bench-runc-same", q(&work), q(&same));
@@ -114,7 +115,7 @@ pub fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
     let baseline = std::env::var_os("BERTH_BENCH_BASELINE").map(std::path::PathBuf::from);
     let (base_hf, base_name, base_case) = match &baseline {
         Some(b) => {
-            let cmd = format!("{} --config {} --root {} run --rm bench/busybox:latest /bin/true", q(b), q(&config), q(&state));
+            let cmd = berth_run_with(b);
             (format!(" -n 'berth baseline' '{cmd}'"), " berth-base", format!(" berth-base) cmd='{cmd}';;"))
         }
         None => (String::new(), "", String::new()),
