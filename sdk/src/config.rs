@@ -31,16 +31,26 @@ impl Config {
         &self.raw
     }
 
-    fn text(&self) -> &str {
+    /// The JSON text to parse: the text as received, trimmed, with an
+    /// empty or `null` config as `{}`. For a plugin that deserializes the
+    /// table its own way (e.g. with a `serde_json::Deserializer` that visits
+    /// only the key it needs) instead of through [`Config::parse`].
+    pub fn json(&self) -> &str {
         let t = self.raw.trim();
         if t.is_empty() || t == "null" { "{}" } else { t }
+    }
+
+    /// The message of a config that is not valid JSON (the error of
+    /// [`Config::parse`]).
+    pub fn invalid(e: &serde_json::Error) -> PluginError {
+        PluginError::InvalidConfig(format!("invalid plugin config: {e}"))
     }
 
     /// Parses the table into `T` (use `#[serde(default, deny_unknown_fields)]`
     /// on `T` so a misspelt key is an error). Failures become
     /// [`PluginError::InvalidConfig`] naming the offending key and position.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
-        serde_json::from_str(self.text()).map_err(|e| PluginError::InvalidConfig(format!("invalid plugin config: {e}")))
+        serde_json::from_str(self.json()).map_err(|e| Config::invalid(&e))
     }
 
     /// The table as a `serde_json::Value` (an object; `{}` when absent).

@@ -195,7 +195,17 @@ impl ResolveRequest {
 impl ImageReference {
     /// `registry/repository[:tag][@digest]`.
     pub fn to_string_full(&self) -> String {
-        let mut s = format!("{}/{}", self.registry, self.repository);
+        // push_str, not format!: cheaper in a plugin's hot path (a
+        // resolver's log line).
+        let len = self.registry.len()
+            + 1
+            + self.repository.len()
+            + self.tag.as_ref().map_or(0, |t| t.len() + 1)
+            + self.digest.as_ref().map_or(0, |d| d.len() + 1);
+        let mut s = String::with_capacity(len);
+        s.push_str(&self.registry);
+        s.push('/');
+        s.push_str(&self.repository);
         if let Some(tag) = &self.tag {
             s.push(':');
             s.push_str(tag);

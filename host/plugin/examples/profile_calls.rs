@@ -6,11 +6,28 @@
 //! or `chain` (the bench's chain of 8: the four reference spec-mutators
 //! twice; the time printed is per chain). `PROFILE_VIEW=empty` calls with an
 //! almost empty view, `PROFILE_VIEW=info` calls `info` instead;
-//! `PROFILE_DIR=DIR` takes the reference plugins from DIR.
-use std::path::PathBuf;
+//! `PROFILE_DIR=DIR` takes the reference plugins from DIR. Each plugin gets
+//! the bench's config (benches/calls.rs) unless `PROFILE_CONFIG='{...}'`
+//! gives another; snapshotter-selectors and source-resolvers are called with
+//! the bench's facts and request.
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth_plugin::{HostOptions, LoadRequest, PluginHost};
+use berth_plugin::{
+    HostFacts, HostOptions, ImageReference, LoadRequest, LoadedPlugin, Operation, PluginHost, PluginKind,
+    ResolveRequest,
+};
+
+/// The config benches/calls.rs gives the reference plugin `name`.
+fn bench_config(name: &str) -> serde_json::Value {
+    match name {
+        "nomad-task" => serde_json::json!({"env": {"A": "1"}}),
+        "hosts-resolver" => {
+            serde_json::json!({"docker.io": {"host": {"https://mirror.example.com": {"capabilities": ["pull"]}}}})
+        }
+        _ => serde_json::json!({}),
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -29,7 +46,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         dir.join(format!("{name}.wasm"))
     };
-    let p = host.load(LoadRequest::new(&name, path))?;
+    // The plugin's name without a directory or `.wasm` picks the bench config
+    // (cargo's `nomad_task.wasm` is `nomad-task`).
+    let stem = Path::new(&name).file_stem().and_then(|s| s.to_str()).unwrap_or(&name).replace('_', "-");
+    let config = match std::env::var("PROFILE_CONFIG") {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("PROFILE_CONFIG: {e}"))?,
+        Err(_) => bench_config(&stem),
+    };
+    let p = host.load(LoadRequest::new(&stem, path).config(config))?;
     // `profile_calls chain N`: the bench's chain of 8 (the four reference
     // spec-mutators twice, one after the other), N chains.
     let chain = if name == "chain" {
@@ -64,8 +88,17 @@ fn main() -> anyhow::Result<()> {
     let empty = berth_spec::ContainerView { id: "bench".into(), ..Default::default() };
     let which = std::env::var("PROFILE_VIEW").unwrap_or_default();
     let v = if which == "empty" { &empty } else { &view };
+    let (facts, resolve) = (facts(), resolve_request());
+    let one = |p: &LoadedPlugin| -> anyhow::Result<()> {
+        match p.kind() {
+            PluginKind::SpecMutator => drop(std::hint::black_box(p.mutate(v)?)),
+            PluginKind::SnapshotterSelector => drop(std::hint::black_box(p.select(&facts)?)),
+            PluginKind::SourceResolver => drop(std::hint::black_box(p.resolve(&resolve)?)),
+        }
+        Ok(())
+    };
     for _ in 0..1000 {
-        std::hint::black_box(p.mutate(v)?);
+        one(&p)?;
         for p in &chain {
             std::hint::black_box(p.mutate(v)?);
         }
@@ -80,13 +113,39 @@ fn main() -> anyhow::Result<()> {
         } else if which == "info" {
             std::hint::black_box(p.call_info()?);
         } else {
-            std::hint::black_box(p.mutate(v)?);
+            one(&p)?;
         }
     }
     let wall = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     let cpu = (thread_cpu_ns() - cpu0) as f64 / 1e3 / n as f64;
     println!("{name}: {cpu:.1} µs/call on cpu, {wall:.1} µs/call wall");
     Ok(())
+}
+
+/// benches/calls.rs's facts.
+fn facts() -> HostFacts {
+    HostFacts {
+        root: "/var/lib/berth/snapshots".into(),
+        filesystem_type: "ext4".into(),
+        kernel_version: "6.1.0".into(),
+        overlay_supported: true,
+        available: vec!["overlayfs".into(), "fuse-overlayfs".into(), "native".into()],
+        ..Default::default()
+    }
+}
+
+/// benches/calls.rs's resolve request.
+fn resolve_request() -> ResolveRequest {
+    ResolveRequest {
+        reference: ImageReference {
+            registry: "docker.io".into(),
+            repository: "library/busybox".into(),
+            tag: Some("latest".into()),
+            digest: None,
+        },
+        labels: vec![],
+        operation: Operation::Pull,
+    }
 }
 
 /// This thread's time on a CPU (first field of /proc/thread-self/schedstat), in ns.

@@ -141,19 +141,60 @@ impl<'de> Deserialize<'de> for OrderedHosts {
     }
 }
 
-fn capabilities(list: &Option<Vec<String>>, at: &str) -> Result<HostCapabilities, PluginError> {
+/// Where in the config a value sits, for error messages: `[docker.io]`,
+/// `[docker.io].server`, `[docker.io].host."https://m"`. Rendered only when
+/// an error is.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    table: &'a str,
+    place: Place<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Table,
+    Server,
+    Host(&'a str),
+}
+
+impl<'a> At<'a> {
+    fn table(table: &'a str) -> Self {
+        At { table, place: Place::Table }
+    }
+    fn server(self) -> Self {
+        At { place: Place::Server, ..self }
+    }
+    fn host(self, url: &'a str) -> Self {
+        At { place: Place::Host(url), ..self }
+    }
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}]", self.table)?;
+        match self.place {
+            Place::Table => Ok(()),
+            Place::Server => f.write_str(".server"),
+            Place::Host(url) => write!(f, ".host.\"{url}\""),
+        }
+    }
+}
+
+fn capabilities(list: &Option<Vec<String>>, at: At) -> Result<HostCapabilities, PluginError> {
     let Some(list) = list else {
         return Ok(HostCapabilities::all());
     };
     let mut caps = HostCapabilities::empty();
     for c in list {
-        caps |= match c.to_ascii_lowercase().as_str() {
-            "pull" => HostCapabilities::PULL,
-            "resolve" => HostCapabilities::RESOLVE,
-            "push" => HostCapabilities::PUSH,
-            other => {
-                return Err(PluginError::invalid_config(format!("hosts-resolver: {at}: unknown capability `{other}`")));
-            }
+        caps |= if c.eq_ignore_ascii_case("pull") {
+            HostCapabilities::PULL
+        } else if c.eq_ignore_ascii_case("resolve") {
+            HostCapabilities::RESOLVE
+        } else if c.eq_ignore_ascii_case("push") {
+            HostCapabilities::PUSH
+        } else {
+            let other = c.to_ascii_lowercase();
+            return Err(PluginError::invalid_config(format!("hosts-resolver: {at}: unknown capability `{other}`")));
         };
     }
     Ok(caps)
@@ -175,10 +216,13 @@ fn clean_path(p: &str) -> String {
 }
 
 /// Splits `[scheme://]host[/path]` into (scheme, host, path).
-fn parse_url(raw: &str, at: &str) -> Result<(String, String, String), PluginError> {
+fn parse_url<'u>(raw: &'u str, at: At) -> Result<(&'u str, &'u str, &'u str), PluginError> {
     let bad = |why: &str| PluginError::invalid_config(format!("hosts-resolver: {at}: `{raw}`: {why}"));
-    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
-    let (scheme, rest) = with_scheme.split_once("://").ok_or_else(|| bad("not a URL"))?;
+    // `split_once("://")` without a substring searcher's set-up.
+    let (scheme, rest) = match raw.as_bytes().windows(3).position(|w| w == b"://") {
+        Some(i) => (&raw[..i], &raw[i + 3..]),
+        None => ("https", raw),
+    };
     if scheme != "http" && scheme != "https" {
         return Err(bad("scheme must be http or https"));
     }
@@ -192,7 +236,7 @@ fn parse_url(raw: &str, at: &str) -> Result<(String, String, String), PluginErro
     {
         return Err(bad("bad host"));
     }
-    Ok((scheme.to_string(), host.to_string(), path.to_string()))
+    Ok((scheme, host, path))
 }
 
 fn path_prefix(path: &str, override_path: bool) -> String {
@@ -220,6 +264,23 @@ pub fn host_directory(registry: &str) -> String {
     }
 }
 
+/// Whether the table `key` is `registry`'s: the registry's name or its
+/// certs.d directory name ([`host_directory`]).
+fn is_table_of(key: &str, registry: &str) -> bool {
+    if key == registry {
+        return true;
+    }
+    match registry.rfind(':') {
+        Some(i) if i > 0 => {
+            let (name, port) = (&registry[..i], &registry[i + 1..]);
+            key.len() == registry.len() + 1
+                && key.starts_with(name)
+                && key[name.len()..].strip_prefix('_').and_then(|k| k.strip_suffix('_')) == Some(port)
+        }
+        _ => false,
+    }
+}
+
 /// `localhost`, `127.0.0.0/8` and `::1`, with or without a port (containerd's `IsLocalhost`).
 pub fn is_localhost(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
@@ -232,13 +293,13 @@ pub fn is_localhost(host: &str) -> bool {
     name == "localhost" || name == "::1" || name.starts_with("127.")
 }
 
-fn entry_host(url: &str, e: &HostEntry, at: &str) -> Result<RegistryHost, PluginError> {
+fn entry_host(url: &str, e: &HostEntry, at: At) -> Result<RegistryHost, PluginError> {
     let (scheme, host, path) = parse_url(url, at)?;
     let _ = (&e.ca, &e.client, &e.dial_timeout);
     Ok(RegistryHost {
-        host,
-        scheme,
-        path_prefix: path_prefix(&path, e.override_path),
+        host: host.to_string(),
+        scheme: scheme.to_string(),
+        path_prefix: path_prefix(path, e.override_path),
         capabilities: capabilities(&e.capabilities, at)?,
         skip_verify: e.skip_verify,
         headers: e.header.0.clone(),
@@ -246,19 +307,19 @@ fn entry_host(url: &str, e: &HostEntry, at: &str) -> Result<RegistryHost, Plugin
 }
 
 /// The ordered hosts for `registry` under `file` (containerd's `ConfigureHosts`).
-fn hosts_for(registry: &str, file: &HostsFile, at: &str) -> Result<Vec<RegistryHost>, PluginError> {
-    let mut hosts = Vec::new();
+fn hosts_for(registry: &str, file: &HostsFile, at: At) -> Result<Vec<RegistryHost>, PluginError> {
+    let mut hosts = Vec::with_capacity(file.host.0.len() + 1);
     for (url, entry) in &file.host.0 {
-        hosts.push(entry_host(url, entry, &format!("{at}.host.\"{url}\""))?);
+        hosts.push(entry_host(url, entry, at.host(url))?);
     }
     let _ = (&file.ca, &file.client, &file.dial_timeout);
     let server = match &file.server {
         Some(server) => {
-            let (scheme, host, path) = parse_url(server, &format!("{at}.server"))?;
+            let (scheme, host, path) = parse_url(server, at.server())?;
             RegistryHost {
-                host,
-                scheme,
-                path_prefix: path_prefix(&path, file.override_path),
+                host: host.to_string(),
+                scheme: scheme.to_string(),
+                path_prefix: path_prefix(path, file.override_path),
                 capabilities: capabilities(&file.capabilities, at)?,
                 skip_verify: file.skip_verify,
                 headers: file.header.0.clone(),
@@ -312,70 +373,76 @@ impl SourceResolver for HostsResolver {
     }
 
     fn resolve(request: ResolveRequest, config: Config) -> Result<Vec<Source>, PluginError> {
-        let tables: Value = config.value()?;
-        let Value::Object(tables) = tables else {
-            return Err(PluginError::invalid_config("hosts-resolver: config must be a table of registries"));
-        };
-        // Every table is checked, so a typo in another registry's table is
-        // reported at once rather than on its first pull.
-        let mut chosen = None;
-        for (key, table) in &tables {
-            let file: HostsFile = serde_json::from_value(table.clone())
-                .map_err(|e| PluginError::invalid_config(format!("hosts-resolver: [{key}]: {e}")))?;
-            let registry = &request.reference.registry;
-            let exact = key == registry || *key == host_directory(registry);
-            let exact_chosen = chosen.as_ref().is_some_and(|(k, _): &(String, HostsFile)| k != DEFAULT_KEY);
-            if exact || (key == DEFAULT_KEY && !exact_chosen) {
-                chosen = Some((key.clone(), file));
-            }
-        }
-        // serde_json's map keeps its own key order, so parse the chosen table
-        // again from the text to keep `host` in document order.
-        let chosen = match chosen {
-            Some((key, _)) => {
-                let text = config.raw();
-                Some((key.clone(), reparse_in_order(text, &key)?))
-            }
-            None => None,
-        };
         let registry = &request.reference.registry;
-        let hosts = match &chosen {
-            Some((key, file)) => hosts_for(registry, file, &format!("[{key}]"))?,
-            None => hosts_for(registry, &HostsFile::default(), "[default]")?,
+        let hosts = match choose_table(config.json(), registry)? {
+            Some((key, file)) => hosts_for(registry, &file, At::table(&key))?,
+            None => hosts_for(registry, &HostsFile::default(), At::table("default"))?,
         };
         let need = needed(request.operation);
         let sources: Vec<Source> =
             hosts.into_iter().filter(|h| h.capabilities.intersects(need)).map(Source::registry).collect();
-        berth_sdk::debug!("{}: {} source(s)", request.reference.to_string_full(), sources.len());
+        // `{reference}: {n} source(s)`, without format! (a third of the
+        // cost of this log line in wasm).
+        let mut line = request.reference.to_string_full();
+        line.push_str(": ");
+        push_count(&mut line, sources.len());
+        line.push_str(" source(s)");
+        berth_sdk::log::debug(&line);
         Ok(sources)
     }
 }
 
-/// Deserializes the table `key` of the top-level object in `text`, visiting
-/// the JSON text in order (so `host` entries keep the order written).
-fn reparse_in_order(text: &str, key: &str) -> Result<HostsFile, PluginError> {
-    struct Pick<'k>(&'k str);
-    impl<'de> Visitor<'de> for Pick<'_> {
-        type Value = Option<HostsFile>;
+/// Appends `n` in decimal.
+fn push_count(out: &mut String, n: usize) {
+    if n >= 10 {
+        push_count(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// Reads the config text (a table of registries) in one pass, in document
+/// order, and returns the table for `registry`: its own (keyed by its name
+/// or certs.d directory name; of two, the greater key, and of a repeated key
+/// the last), else `_default`, else none. Every table is checked, so a typo
+/// in another registry's table is reported at once rather than on its first
+/// pull; `host` entries keep the order written.
+fn choose_table(text: &str, registry: &str) -> Result<Option<(String, HostsFile)>, PluginError> {
+    struct Tables<'a> {
+        registry: &'a str,
+        /// The key whose table is being read (for the error message).
+        reading: &'a mut Option<String>,
+    }
+    impl<'de> Visitor<'de> for Tables<'_> {
+        type Value = Option<(String, HostsFile)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a table of registries")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(k) = map.next_key::<String>()? {
-                if k == self.0 {
-                    found = Some(map.next_value::<HostsFile>()?);
-                } else {
-                    map.next_value::<de::IgnoredAny>()?;
+            let mut exact: Option<(String, HostsFile)> = None;
+            let mut default: Option<(String, HostsFile)> = None;
+            while let Some(key) = map.next_key::<String>()? {
+                *self.reading = Some(key);
+                let file = map.next_value::<HostsFile>()?;
+                let key = self.reading.take().unwrap_or_default();
+                if is_table_of(&key, self.registry) {
+                    if exact.as_ref().is_none_or(|(k, _)| key >= *k) {
+                        exact = Some((key, file));
+                    }
+                } else if key == DEFAULT_KEY {
+                    default = Some((key, file));
                 }
             }
-            Ok(found)
+            Ok(exact.or(default))
         }
     }
+    let mut reading = None;
     let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_map(Pick(key))
-        .map_err(|e| PluginError::invalid_config(format!("hosts-resolver: [{key}]: {e}")))?
-        .ok_or_else(|| PluginError::internal(format!("hosts-resolver: table {key} vanished")))
+    let chosen = de.deserialize_map(Tables { registry, reading: &mut reading }).and_then(|c| de.end().map(|()| c));
+    chosen.map_err(|e| match reading {
+        Some(key) => PluginError::invalid_config(format!("hosts-resolver: [{key}]: {e}")),
+        None if e.is_data() => PluginError::invalid_config("hosts-resolver: config must be a table of registries"),
+        None => Config::invalid(&e),
+    })
 }
 
 berth_sdk::export!(HostsResolver as source_resolver);

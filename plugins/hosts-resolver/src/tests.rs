@@ -174,3 +174,40 @@ fn documented_toml_through_json() {
     );
     assert_eq!(h[1].headers, vec![KeyValue::new("x-team", "infra")]);
 }
+
+#[test]
+fn table_choice_and_top_level_errors() {
+    // Of a registry's two spellings, the certs.d one (the greater key) wins,
+    // in whichever order they are written; a repeated key's last table wins.
+    for cfg in [
+        r#"{"r.local:5000": {"host": [{"url": "https://a"}]}, "r.local_5000_": {"host": [{"url": "https://b"}]}}"#,
+        r#"{"r.local_5000_": {"host": [{"url": "https://b"}]}, "r.local:5000": {"host": [{"url": "https://a"}]}}"#,
+        r#"{"r.local_5000_": {"host": [{"url": "https://a"}]}, "r.local_5000_": {"host": [{"url": "https://b"}]}}"#,
+    ] {
+        assert_eq!(hosts(pull("r.local:5000"), cfg).unwrap()[0].host, "b", "{cfg}");
+    }
+    // _default only when the registry has no table, wherever it is written.
+    let cfg = r#"{"docker.io": {"host": [{"url": "https://m"}]}, "_default": {"host": [{"url": "https://d"}]}}"#;
+    assert_eq!(hosts(pull("docker.io"), cfg).unwrap()[0].host, "m");
+    assert_eq!(hosts(pull("quay.io"), cfg).unwrap()[0].host, "d");
+    assert!(!is_table_of("r.local_5001_", "r.local:5000") && !is_table_of("r.local_5000", "r.local:5000"));
+    // Another registry's broken table is still an error.
+    let e = hosts(pull("docker.io"), r#"{"docker.io": {}, "quay.io": {"host": 5}}"#).unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("[quay.io]")), "{e:?}");
+    let e = hosts(pull("docker.io"), "[1]").unwrap_err();
+    assert_eq!(e, PluginError::InvalidConfig("hosts-resolver: config must be a table of registries".into()));
+    let e = hosts(pull("docker.io"), r#"{"docker.io": {}} x"#).unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.starts_with("invalid plugin config")), "{e:?}");
+    let e = hosts(pull("docker.io"), r#"{"docker.io": {"server": "https://"}}"#).unwrap_err();
+    assert_eq!(e.message(), "hosts-resolver: [docker.io].server: `https://`: bad host");
+}
+
+#[test]
+fn logs_the_count() {
+    hosts(pull("docker.io"), CFG).unwrap();
+    let logs = testing::take_logs();
+    assert!(logs.iter().any(|l| l.message == "docker.io/library/busybox:latest: 4 source(s)"), "{logs:?}");
+    let sources: Vec<_> = (0..12).map(|i| format!(r#"{{"url": "https://m{i}"}}"#)).collect();
+    hosts(pull("docker.io"), &format!(r#"{{"docker.io": {{"host": [{}]}}}}"#, sources.join(","))).unwrap();
+    assert!(testing::take_logs().iter().any(|l| l.message.ends_with(": 13 source(s)")));
+}
