@@ -33,15 +33,15 @@ use std::collections::BTreeMap;
 use berth_sdk::prelude::*;
 use berth_sdk::size::Size;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 /// The default request annotation carrying the task config as JSON.
 pub const ANNOTATION: &str = "io.berth.nomad.task";
 
 /// The plugin's own keys; every other key of its config is a task config
 /// default.
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug)]
 struct Settings {
     annotation: String,
     allow_privileged: bool,
@@ -54,18 +54,57 @@ impl Default for Settings {
     }
 }
 
-const SETTINGS_KEYS: &[&str] = &["annotation", "allow_privileged", "seccomp_profiles"];
+/// Which part of a JSON object was being read when its deserialization
+/// failed (the error message says whose mistake it is).
+#[derive(Clone, Copy, PartialEq)]
+enum Reading {
+    /// Between keys: the text itself or the object's shape.
+    Object,
+    /// A plugin setting (`annotation`, `allow_privileged`, `seccomp_profiles`).
+    Setting,
+    /// A task config key.
+    Task,
+}
 
-/// Splits the plugin config into the plugin's settings and the task defaults.
-fn split_config(config: &Config) -> Result<(Settings, Map<String, Value>), PluginError> {
-    let Value::Object(all) = config.value()? else {
-        return Err(PluginError::invalid_config("nomad-task: config must be a table"));
-    };
-    let (own, task): (Map<String, Value>, Map<String, Value>) =
-        all.into_iter().partition(|(k, _)| SETTINGS_KEYS.contains(&k.as_str()));
-    let settings = serde_json::from_value(Value::Object(own))
-        .map_err(|e| PluginError::invalid_config(format!("nomad-task: {e}")))?;
-    Ok((settings, task))
+/// Reads the plugin config in one pass: the plugin's settings, and every
+/// other key as a task config default (typed here, so a bad default is the
+/// operator's error even when a task overrides it).
+fn split_config(config: &Config) -> Result<(Settings, Layer), PluginError> {
+    struct V<'a>(&'a mut Reading);
+    impl<'de> Visitor<'de> for V<'_> {
+        type Value = (Settings, Layer);
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut settings, mut task) = (Settings::default(), Layer::default());
+            while let Some(key) = map.next_key::<String>()? {
+                *self.0 = Reading::Setting;
+                match key.as_str() {
+                    "annotation" => settings.annotation = map.next_value()?,
+                    "allow_privileged" => settings.allow_privileged = map.next_value()?,
+                    "seccomp_profiles" => settings.seccomp_profiles = map.next_value()?,
+                    key => {
+                        *self.0 = Reading::Task;
+                        if !task.read(key, &mut map)? {
+                            return Err(de::Error::unknown_field(key, TASK_KEYS));
+                        }
+                    }
+                }
+                *self.0 = Reading::Object;
+            }
+            Ok((settings, task))
+        }
+    }
+    let mut reading = Reading::Object;
+    let mut de = serde_json::Deserializer::from_str(config.json());
+    let read = de.deserialize_map(V(&mut reading)).and_then(|r| de.end().map(|()| r));
+    read.map_err(|e| match reading {
+        Reading::Setting => PluginError::invalid_config(format!("nomad-task: {e}")),
+        Reading::Task => PluginError::invalid_config(format!("nomad-task: invalid task config default: {e}")),
+        Reading::Object if e.is_data() => PluginError::invalid_config("nomad-task: config must be a table"),
+        Reading::Object => Config::invalid(&e),
+    })
 }
 
 /// A mount as the task config writes it.
@@ -82,27 +121,54 @@ pub struct TaskMount {
     pub options: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// A device as the task config writes it: `PATH[:TYPE:MAJOR:MINOR]` or a
+/// table.
+#[derive(Debug, Clone)]
 enum DeviceSpec {
     Path(String),
-    Full {
-        path: String,
-        #[serde(rename = "type", default = "char_type")]
-        kind: String,
-        major: i64,
-        minor: i64,
-        #[serde(default)]
-        file_mode: Option<u32>,
-    },
+    Full(FullDevice),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullDevice {
+    path: String,
+    #[serde(rename = "type", default = "char_type")]
+    kind: String,
+    major: i64,
+    minor: i64,
+    #[serde(default)]
+    file_mode: Option<u32>,
 }
 
 fn char_type() -> String {
     "c".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DeviceSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a device path (`PATH` or `PATH:TYPE:MAJOR:MINOR`) or a table with path, type, major, minor")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DeviceSpec, E> {
+                Ok(DeviceSpec::Path(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<DeviceSpec, E> {
+                Ok(DeviceSpec::Path(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<DeviceSpec, A::Error> {
+                FullDevice::deserialize(de::value::MapAccessDeserializer::new(map)).map(DeviceSpec::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `env` as a table of names to values or a list of `NAME=VALUE`.
+#[derive(Debug, Clone)]
 enum Env {
     Map(BTreeMap<String, String>),
     List(Vec<String>),
@@ -114,11 +180,84 @@ impl Default for Env {
     }
 }
 
-/// The task config (nomad-driver-containerd's `TaskConfig` plus the task's
-/// environment, resources, directories and network namespace).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct TaskConfig {
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Env;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of names to values or a list of NAME=VALUE")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Env, A::Error> {
+                BTreeMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(Env::Map)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Env, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Env::List)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Declares the task config, [`TaskConfig`], and [`Layer`]: the keys one
+/// source of it (plugin config, annotation, options) sets.
+macro_rules! task_config {
+    ($($key:ident: $ty:ty,)*) => {
+        /// The task config (nomad-driver-containerd's `TaskConfig` plus the
+        /// task's environment, resources, directories and network namespace).
+        #[derive(Debug, Default)]
+        struct TaskConfig {
+            $($key: $ty,)*
+        }
+
+        /// The keys one source of the task config sets (a key set to `null`
+        /// is set: to `None`, or an error where the key takes no `null`).
+        #[derive(Debug, Default)]
+        struct Layer {
+            $($key: Option<$ty>,)*
+        }
+
+        /// Every task config key, in declaration order.
+        const TASK_KEYS: &[&str] = &[$(stringify!($key),)*];
+
+        impl Layer {
+            /// Reads `key`'s value from `map`; false (nothing read) when
+            /// `key` is not a task config key.
+            fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+                match key {
+                    $(stringify!($key) => self.$key = Some(map.next_value()?),)*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// Sets `key` from a JSON value; false when `key` is not a task
+            /// config key.
+            fn set(&mut self, key: &str, value: Value) -> Result<bool, serde_json::Error> {
+                match key {
+                    $(stringify!($key) => self.$key = Some(serde_json::from_value(value)?),)*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// Whether this layer sets `key`.
+            fn sets(&self, key: &str) -> bool {
+                match key {
+                    $(stringify!($key) => self.$key.is_some(),)*
+                    _ => false,
+                }
+            }
+
+            /// `config` with this layer's keys replacing its values.
+            fn apply(self, config: &mut TaskConfig) {
+                $(if let Some(v) = self.$key { config.$key = v; })*
+            }
+        }
+    };
+}
+
+task_config! {
     image: Option<String>,
     command: Option<String>,
     args: Vec<String>,
@@ -302,7 +441,7 @@ fn device(spec: &DeviceSpec) -> Result<Device, PluginError> {
                 }
             }
         }
-        DeviceSpec::Full { path, kind, major, minor, file_mode } => {
+        DeviceSpec::Full(FullDevice { path, kind, major, minor, file_mode }) => {
             (path.clone(), kind.clone(), *major, *minor, *file_mode)
         }
     };
@@ -334,30 +473,68 @@ pub fn with_privileged_bits() -> Privileged {
         | Privileged::UNCONFINED_APPARMOR
 }
 
-fn task_config(
-    container: &ContainerView,
-    s: &Settings,
-    defaults: Map<String, Value>,
-) -> Result<TaskConfig, PluginError> {
-    // Defaults alone must be valid: an error there is the operator's.
-    serde_json::from_value::<TaskConfig>(Value::Object(defaults.clone()))
-        .map_err(|e| PluginError::invalid_config(format!("nomad-task: invalid task config default: {e}")))?;
-    let mut merged = defaults;
-    if let Some(text) = container.annotation(&s.annotation) {
-        let Value::Object(obj) = serde_json::from_str::<Value>(text)
-            .map_err(|e| PluginError::rejected(format!("nomad-task: annotation {}: {e}", s.annotation)))?
-        else {
-            return Err(PluginError::rejected(format!("nomad-task: annotation {} is not a JSON object", s.annotation)));
-        };
-        merged.extend(obj);
-    }
+/// The task config: the plugin config's defaults, then the annotation's
+/// keys, then the options' (a later source replaces a key whole).
+fn task_config(container: &ContainerView, s: &Settings, defaults: Layer) -> Result<TaskConfig, PluginError> {
+    let mut options = Layer::default();
     for (key, shape) in KEYS {
         if let Some(text) = container.option(key) {
-            merged.insert(key.to_string(), option_value(key, shape, text)?);
+            let value = option_value(key, shape, text)?;
+            options
+                .set(key, value)
+                .map_err(|e| PluginError::rejected(format!("nomad-task: invalid task config: option {key}: {e}")))?;
         }
     }
-    serde_json::from_value(Value::Object(merged))
-        .map_err(|e| PluginError::rejected(format!("nomad-task: invalid task config: {e}")))
+    let annotation = match container.annotation(&s.annotation) {
+        Some(text) => annotation_layer(text, &s.annotation, &options)?,
+        None => Layer::default(),
+    };
+    let mut task = TaskConfig::default();
+    defaults.apply(&mut task);
+    annotation.apply(&mut task);
+    options.apply(&mut task);
+    Ok(task)
+}
+
+/// The task config keys of the annotation `name` (a JSON object). Keys the
+/// options set are skipped: only their syntax is checked, as the options
+/// replace them.
+fn annotation_layer(text: &str, name: &str, options: &Layer) -> Result<Layer, PluginError> {
+    struct V<'a> {
+        options: &'a Layer,
+        reading: &'a mut Reading,
+    }
+    impl<'de> Visitor<'de> for V<'_> {
+        type Value = Layer;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Layer, A::Error> {
+            let mut layer = Layer::default();
+            while let Some(key) = map.next_key::<String>()? {
+                *self.reading = Reading::Task;
+                if self.options.sets(&key) {
+                    map.next_value::<de::IgnoredAny>()?;
+                } else if !layer.read(&key, &mut map)? {
+                    return Err(de::Error::unknown_field(&key, TASK_KEYS));
+                }
+                *self.reading = Reading::Object;
+            }
+            Ok(layer)
+        }
+    }
+    let mut reading = Reading::Object;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = de.deserialize_map(V { options, reading: &mut reading }).and_then(|l| de.end().map(|()| l));
+    read.map_err(|e| match reading {
+        Reading::Task if e.is_data() => {
+            PluginError::rejected(format!("nomad-task: invalid task config in annotation {name}: {e}"))
+        }
+        Reading::Object if e.is_data() => {
+            PluginError::rejected(format!("nomad-task: annotation {name} is not a JSON object"))
+        }
+        _ => PluginError::rejected(format!("nomad-task: annotation {name}: {e}")),
+    })
 }
 
 pub struct NomadTask;

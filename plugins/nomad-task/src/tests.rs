@@ -194,3 +194,37 @@ fn bad_input_names_the_key() {
     let e = run(testing::container().with_annotation(ANNOTATION, "[1]"), json!({})).unwrap_err();
     assert!(e.message().contains("not a JSON object"));
 }
+
+#[test]
+fn sources_replace_keys_whole_and_errors_say_whose() {
+    // A key set to null in a later source is set (to none).
+    let adj = run(task(json!({"command": null})), json!({"command": "sh"})).unwrap();
+    assert_eq!(adj.args, None);
+    // env given as a list replaces a default table, and the other way round.
+    let adj = run(task(json!({"env": ["B=2"]})), json!({"env": {"A": "1"}})).unwrap();
+    assert_eq!(adj.env_set, vec![KeyValue::new("B", "2")]);
+    // An option replaces the annotation's key before it is typed.
+    let view = task(json!({"privileged": "yes"})).with_option("privileged", "false");
+    assert!(run(view, json!({})).unwrap().is_empty());
+    // A bad default is the operator's error even when the task overrides it.
+    let e = run(task(json!({"cpu_shares": 2})), json!({"cpu_shares": "many"})).unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains("invalid task config default")), "{e:?}");
+    let e = run(testing::container(), json!({"annotation": 5})).unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.starts_with("nomad-task: invalid type")), "{e:?}");
+    let e = run(testing::container(), json!([1])).unwrap_err();
+    assert_eq!(e, PluginError::InvalidConfig("nomad-task: config must be a table".into()));
+    let e = testing::mutate::<NomadTask>(testing::container(), "{").unwrap_err();
+    assert!(matches!(&e, PluginError::InvalidConfig(m) if m.starts_with("invalid plugin config")), "{e:?}");
+    // The task's own mistakes are rejections naming the source.
+    let e = run(task(json!({"env": 5})), json!({})).unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Rejected(m) if m.contains(&format!("annotation {ANNOTATION}")) && m.contains("NAME=VALUE")),
+        "{e:?}"
+    );
+    let e = run(testing::container().with_annotation(ANNOTATION, "{\"command\": "), json!({})).unwrap_err();
+    assert!(matches!(&e, PluginError::Rejected(m) if m.starts_with(&format!("nomad-task: annotation {ANNOTATION}: "))));
+    let e = run(testing::container().with_option("mounts", r#"{"type": "bind"}"#), json!({})).unwrap_err();
+    assert!(matches!(&e, PluginError::Rejected(m) if m.contains("option mounts")), "{e:?}");
+    let e = run(task(json!({"devices": [{"path": "/dev/x", "major": 1}]})), json!({})).unwrap_err();
+    assert!(e.message().contains("minor"), "{e:?}");
+}
