@@ -87,7 +87,7 @@ pub enum LoadError {
     #[error("plugin {} is a {actual} plugin, but the configuration says {expected}", path.display())]
     KindMismatch { path: PathBuf, expected: PluginKind, actual: PluginKind },
     #[error("plugin {} was built against berth:plugin@{version}, which this host ({host}) cannot load", path.display())]
-    IncompatibleWit { path: PathBuf, version: String, host: &'static str },
+    IncompatibleWit { path: PathBuf, version: String, host: String },
     #[error("plugin {} cannot be linked against the host: {detail}", path.display())]
     Link { path: PathBuf, detail: String },
     #[error("plugin {}: invalid limits: {detail}", path.display())]

@@ -468,7 +468,7 @@ fn detect_kind(engine: &Engine, component: &Component, path: &Path) -> Result<(P
                 return Err(LoadError::IncompatibleWit {
                     path: path.to_path_buf(),
                     version,
-                    host: "berth:plugin@0.2.0 (and 0.1.0)",
+                    host: format!("berth:plugin@{} (and {})", WIT_VERSION, COMPAT_WIT_VERSIONS.join(", ")),
                 });
             }
             Ok((kind, version, export))
