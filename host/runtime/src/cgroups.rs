@@ -45,6 +45,7 @@ pub fn relative_path(cgroups_path: Option<&Path>, id: &str) -> PathBuf {
 }
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
+const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
 
 /// The manager for this host: v2 when /sys/fs/cgroup is cgroup2, else v1
 /// over every mounted v1 hierarchy (a hybrid host's empty unified tree is ignored).
@@ -57,10 +58,15 @@ pub fn manager_for(rel: &Path) -> Result<Box<dyn CgroupManager>> {
 
 /// Whether /sys/fs/cgroup is the cgroup2 (unified) tree.
 pub fn is_v2_host() -> bool {
+    filesystem_type(c"/sys/fs/cgroup") == Some(CGROUP2_SUPER_MAGIC)
+}
+
+/// statfs's filesystem magic number of `path`.
+fn filesystem_type(path: &std::ffi::CStr) -> Option<i64> {
     // SAFETY: an all-zero statfs is a valid value to be overwritten.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers.
-    unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
+    // SAFETY: a valid C string and pointer.
+    (unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0).then_some(st.f_type as i64)
 }
 
 /// (name, mountpoint) of every v1 hierarchy, from /proc/self/mountinfo.

@@ -295,11 +295,13 @@ impl NativeExecutor {
         crate::become_subreaper()?;
         let (child, sock, console_fd) = self.spawn_helper(stdio)?;
         let helper_pid = child.id();
+        tracing::debug!(id, "create: helper spawned");
         cleanup.helper = Some(child);
         let rel = cgroups::relative_path(linux.cgroups_path().as_deref(), id);
         let cg = cgroups::manager_for(&rel)?;
         cleanup.cgroup = Some(cgroups::manager_for(&rel)?);
         cg.apply(linux.resources().as_ref()).context("cgroup")?;
+        tracing::debug!(id, "create: cgroups made");
         let dir = cleanup.dir.clone();
         let (rootfs, root_mounts) = match &bundle.rootfs {
             Rootfs::Path(p) => {
@@ -352,7 +354,9 @@ impl NativeExecutor {
             lsm,
         };
         sock.send(&Msg::Config(serde_json::to_vec(&cfg)?)).context("send the configuration")?;
+        tracing::debug!(id, "create: configuration sent");
         attach_helper(&*cg, helper_pid, cleanup.helper.as_mut(), &sock)?;
+        tracing::debug!(id, "create: helper attached");
         loop {
             match sock.recv() {
                 Ok(Msg::UserNs) => {
@@ -367,6 +371,7 @@ impl NativeExecutor {
                         bail!("the init helper failed: {st}");
                     }
                     attach_init(&*cg, pid, &sock)?;
+                    tracing::debug!(id, "create: init attached");
                 }
                 Ok(Msg::Hooks) => {
                     let h = spec.hooks().clone().unwrap_or_default();

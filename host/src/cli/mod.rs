@@ -88,8 +88,14 @@ pub fn main() -> ExitCode {
         return runtime::main_runc();
     }
     let cli = Cli::parse();
+    // First thing after parsing: every bit of delay before it lengthens
+    // `berth run` (see run::prepay_attach_grace_period).
+    let grace = match &cli.command {
+        Command::Run(args) => run::prepay_attach_grace_period(args),
+        _ => None,
+    };
     init_logging(&cli.global.log_level);
-    match run(cli) {
+    match run(cli, grace) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("berth: {err:#}");
@@ -98,14 +104,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, grace: Option<berth_runtime::cgroups::grace_period::AttachGracePeriod>) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Snapshotter(command) => containerd::run(&cli.global, command),
         Command::Image(command) => image::run(&cli.global, command),
         Command::Plugin(command) => plugin::run(&cli.global, command),
         Command::Snapshot(args) => snapshot::run(&cli.global, args),
         Command::Spec(args) => spec::run(&cli.global, args).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => run::run(&cli.global, *args),
+        Command::Run(args) => run::run(&cli.global, *args, grace),
         Command::Gc(args) => gc::run(&cli.global, &args),
         Command::Worker(args) => worker::run(&cli.global, args),
         Command::Exec(args) => run::exec(&cli.global, args),

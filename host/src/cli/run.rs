@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use berth_containerd::{ContainerdBackend, RunRequest, RuntimeSelection, Stdio, TaskState};
+use berth_runtime::cgroups::grace_period::AttachGracePeriod;
 
 use super::GlobalArgs;
 use crate::container::{self, ContainerRequest};
@@ -148,7 +149,20 @@ const DETACHED_ID_ENV: &str = "BERTH_DETACHED_ID";
 /// Set with it for containerd: where the child relays the task's output.
 const DETACHED_LOG_DIR_ENV: &str = "BERTH_DETACHED_LOG_DIR";
 
-pub fn run(global: &GlobalArgs, mut args: RunArgs) -> anyhow::Result<ExitCode> {
+/// The native executor's cgroup attach waits for an RCU grace period on
+/// cgroup v1 (see berth_runtime::cgroups::grace_period): for a run that
+/// will attach a container here (native backend and executor, in the
+/// foreground, or the detached re-execution of one), a thread starts paying
+/// it at once, while the configuration is read, the image resolved, the
+/// snapshot prepared and the spec assembled. It holds the host's cgroup lock
+/// while it waits, so the creation's cgroup writes wait for it.
+pub fn prepay_attach_grace_period(args: &RunArgs) -> Option<AttachGracePeriod> {
+    let foreground = !args.detach || std::env::var_os(DETACHED_ID_ENV).is_some();
+    let native_executor = args.runtime.as_deref().is_none_or(|r| r == "native");
+    if args.backend.backend == BackendKind::Native && foreground && native_executor { AttachGracePeriod::start() } else { None }
+}
+
+pub fn run(global: &GlobalArgs, mut args: RunArgs, grace: Option<AttachGracePeriod>) -> anyhow::Result<ExitCode> {
     let detached_id = std::env::var(DETACHED_ID_ENV).ok();
     if detached_id.is_some() {
         // SAFETY: single-threaded here; nothing else reads the environment yet.
@@ -164,7 +178,7 @@ pub fn run(global: &GlobalArgs, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         annotations: parse_pairs(&args.annotations, "--annotation")?,
     };
     match args.backend.backend {
-        BackendKind::Native => crate::container::native::run(global, &args, request),
+        BackendKind::Native => crate::container::native::run(global, &args, request, grace),
         BackendKind::Containerd => block_on(run_on_containerd(global, &args, request)),
     }
 }

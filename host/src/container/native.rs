@@ -190,18 +190,14 @@ fn record_snapshotter(
     }
 }
 
-pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> anyhow::Result<ExitCode> {
-    // The native executor's cgroup attach waits for an RCU grace period on
-    // cgroup v1: paid from here, in a thread, while the image is resolved,
-    // the snapshot prepared and the spec assembled (see
-    // berth_runtime::cgroups::grace_period). As early as the run is known
-    // to be one, before the configuration is read: it holds the host's
-    // cgroup lock while it waits, so the creation's cgroup writes wait for it.
-    let mut grace = match (&args.runtime, args.detach) {
-        (None, false) => berth_runtime::cgroups::grace_period::AttachGracePeriod::start(),
-        _ => None,
-    };
-
+/// `grace`: cgroup v1's attach grace period, being paid since berth
+/// started (crate::cli::run::prepay_attach_grace_period).
+pub fn run(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    request: ContainerRequest,
+    mut grace: Option<berth_runtime::cgroups::grace_period::AttachGracePeriod>,
+) -> anyhow::Result<ExitCode> {
     let settings = Settings::load_for_run(global, args)?;
     let root = settings.root.clone();
     let record_file = record_path(&root, &request.id)?;
@@ -245,6 +241,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     // The metadata takes one process at a time: not held while the
     // container runs, so other runs on this root go on.
     drop(snapshotter);
+    tracing::debug!(id = %request.id, "run: snapshot prepared");
 
     let executor_name = args.runtime.clone().unwrap_or_else(|| "native".to_string());
     let container = ContainerRecord {
@@ -265,6 +262,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     let mut parts_removed = false;
     let outcome = (|| -> anyhow::Result<i32> {
         let assembled = super::assemble_spec(&settings, &request, &image.config, None)?;
+        tracing::debug!(id = %request.id, "run: spec assembled");
         if args.explain {
             eprint!("{}", assembled.explanation);
         }
@@ -279,6 +277,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
         // The spec as created: `berth exec` starts from its process.
         std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&bundle.spec)?)?;
         executor.create(&request.id, &bundle, Stdio::Inherit)?;
+        tracing::debug!(id = %request.id, "run: created");
         if let Some(grace) = grace.take() {
             grace.finish();
         }
@@ -286,6 +285,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
             executor.start(&request.id)?;
             executor.wait(&request.id)
         })();
+        tracing::debug!(id = %request.id, "run: exited");
         if args.rm {
             // After the container's end, the native executor's delete
             // (cgroups in every hierarchy, the state dir) and the snapshot's
@@ -326,6 +326,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, request: ContainerRequest) -> an
     if !parts_removed && (args.rm || outcome.is_err()) {
         remove_parts(&root, &settings.config.worker, &container, outcome.is_err())?;
     }
+    tracing::debug!(id = %request.id, "run: done");
     Ok(crate::cli::run::exit_code(outcome? as u32))
 }
 
