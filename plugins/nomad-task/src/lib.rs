@@ -28,6 +28,7 @@
 //! [`known_device`]), otherwise as `PATH:c|b:MAJOR:MINOR`; and custom seccomp
 //! profiles come from `seccomp_profiles` or inline JSON.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use berth_sdk::prelude::*;
@@ -43,14 +44,14 @@ pub const ANNOTATION: &str = "io.berth.nomad.task";
 /// default.
 #[derive(Debug)]
 struct Settings {
-    annotation: String,
+    annotation: Cow<'static, str>,
     allow_privileged: bool,
     seccomp_profiles: BTreeMap<String, Value>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { annotation: ANNOTATION.into(), allow_privileged: true, seccomp_profiles: BTreeMap::new() }
+        Settings { annotation: Cow::Borrowed(ANNOTATION), allow_privileged: true, seccomp_profiles: BTreeMap::new() }
     }
 }
 
@@ -66,6 +67,31 @@ enum Reading {
     Task,
 }
 
+/// An object key, borrowed from the JSON text unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Reads the plugin config in one pass: the plugin's settings, and every
 /// other key as a task config default (typed here, so a bad default is the
 /// operator's error even when a task overrides it).
@@ -78,10 +104,10 @@ fn split_config(config: &Config) -> Result<(Settings, Layer), PluginError> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let (mut settings, mut task) = (Settings::default(), Layer::default());
-            while let Some(key) = map.next_key::<String>()? {
+            while let Some(Key(key)) = map.next_key()? {
                 *self.0 = Reading::Setting;
-                match key.as_str() {
-                    "annotation" => settings.annotation = map.next_value()?,
+                match &*key {
+                    "annotation" => settings.annotation = Cow::Owned(map.next_value()?),
                     "allow_privileged" => settings.allow_privileged = map.next_value()?,
                     "seccomp_profiles" => settings.seccomp_profiles = map.next_value()?,
                     key => {
@@ -476,14 +502,18 @@ pub fn with_privileged_bits() -> Privileged {
 /// The task config: the plugin config's defaults, then the annotation's
 /// keys, then the options' (a later source replaces a key whole).
 fn task_config(container: &ContainerView, s: &Settings, defaults: Layer) -> Result<TaskConfig, PluginError> {
+    // Each task key's last option (options are few; KEYS are many).
     let mut options = Layer::default();
-    for (key, shape) in KEYS {
-        if let Some(text) = container.option(key) {
-            let value = option_value(key, shape, text)?;
-            options
-                .set(key, value)
-                .map_err(|e| PluginError::rejected(format!("nomad-task: invalid task config: option {key}: {e}")))?;
+    for kv in container.options().iter().rev() {
+        let key = kv.key.as_str();
+        if options.sets(key) {
+            continue;
         }
+        let Some((_, shape)) = KEYS.iter().find(|(k, _)| *k == key) else { continue };
+        let value = option_value(key, shape, &kv.value)?;
+        options
+            .set(key, value)
+            .map_err(|e| PluginError::rejected(format!("nomad-task: invalid task config: option {key}: {e}")))?;
     }
     let annotation = match container.annotation(&s.annotation) {
         Some(text) => annotation_layer(text, &s.annotation, &options)?,
@@ -511,7 +541,7 @@ fn annotation_layer(text: &str, name: &str, options: &Layer) -> Result<Layer, Pl
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Layer, A::Error> {
             let mut layer = Layer::default();
-            while let Some(key) = map.next_key::<String>()? {
+            while let Some(Key(key)) = map.next_key()? {
                 *self.reading = Reading::Task;
                 if self.options.sets(&key) {
                     map.next_value::<de::IgnoredAny>()?;
