@@ -8,9 +8,12 @@
 //! wasi-libc's dlmalloc that malloc/free traffic was about two thirds of the
 //! guest's time in a call.
 //!
-//! Small blocks are carved from chunks taken from wasi-libc's `malloc`
-//! (which also keeps serving libc's own allocations, so the two never share
-//! memory). Freeing or growing the most recent block works in place (a
+//! Small blocks are carved first from a chunk inside the allocator itself
+//! (zeroed, so in `.bss`: a call that stays within it never initialises
+//! libc's allocator, whose set-up and bookkeeping write to pages of memory
+//! that the host then has to reset), then from chunks taken from wasi-libc's
+//! `malloc` (which also keeps serving libc's own allocations, so the two never
+//! share memory). Freeing or growing the most recent block works in place (a
 //! `Vec` or `String` being built keeps growing in place; a temporary freed
 //! right away is reclaimed); other frees are no-ops until the instance is
 //! discarded. Blocks of [`LARGE`] bytes or more go to `malloc`/`free`
@@ -24,13 +27,15 @@
 //! its own `#[global_allocator]` or keep the standard one).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 
 /// Requests of this size or more bypass the chunks.
 pub const LARGE: usize = 32 << 10;
-/// The first chunk; later ones double, up to [`MAX_CHUNK`].
-const FIRST_CHUNK: usize = 16 << 10;
+/// The chunk inside the allocator, used first.
+const INLINE_CHUNK: usize = 16 << 10;
+/// The first chunk from `malloc`; later ones double, up to [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 32 << 10;
 const MAX_CHUNK: usize = 256 << 10;
 
 unsafe extern "C" {
@@ -48,8 +53,11 @@ pub struct Bump {
     top: Cell<usize>,
     /// End of the current chunk.
     end: Cell<usize>,
-    /// Size of the next chunk to take.
+    /// Size of the next chunk to take from `malloc`; 0 until the inline
+    /// chunk is used up (every field zero: the static is in `.bss`).
     next_chunk: Cell<usize>,
+    /// The first chunk.
+    inline: UnsafeCell<[u8; INLINE_CHUNK]>,
 }
 
 // SAFETY: wasm32-wasip2 without the atomics feature has one thread.
@@ -58,7 +66,7 @@ unsafe impl Sync for Bump {}
 
 impl Bump {
     pub const fn new() -> Bump {
-        Bump { top: Cell::new(0), end: Cell::new(0), next_chunk: Cell::new(FIRST_CHUNK) }
+        Bump { top: Cell::new(0), end: Cell::new(0), next_chunk: Cell::new(0), inline: UnsafeCell::new([0; INLINE_CHUNK]) }
     }
 
     /// A block from the chunks (`layout.size() < LARGE`).
@@ -74,6 +82,16 @@ impl Bump {
             return start as *mut u8;
         }
         // A new chunk; what was left of the old one is abandoned.
+        if self.end.get() == 0 && size + align <= INLINE_CHUNK {
+            let chunk = self.inline.get() as usize;
+            let start = (chunk + align - 1) & !(align - 1);
+            self.top.set(start + size);
+            self.end.set(chunk + INLINE_CHUNK);
+            return start as *mut u8;
+        }
+        if self.next_chunk.get() == 0 {
+            self.next_chunk.set(FIRST_CHUNK);
+        }
         let want = self.next_chunk.get().max(size + align);
         // SAFETY: plain libc allocation of a non-zero size.
         let chunk = unsafe { malloc(want) } as usize;
@@ -208,6 +226,25 @@ mod tests {
             assert_eq!(std::slice::from_raw_parts(small, 4), b"abcd");
             b.dealloc(small, layout(10, 1));
         }
+    }
+
+    #[test]
+    fn the_first_blocks_come_from_the_inline_chunk() {
+        let b = Box::new(Bump::new());
+        let inline = b.inline.get() as usize..b.inline.get() as usize + INLINE_CHUNK;
+        unsafe {
+            let a = b.alloc(layout(100, 8));
+            assert!(inline.contains(&(a as usize)));
+            // Past the inline chunk: a chunk from malloc.
+            let big = b.alloc(layout(INLINE_CHUNK, 1));
+            assert!(!inline.contains(&(big as usize)));
+            big.write_bytes(1, INLINE_CHUNK);
+        }
+        // A block larger than the inline chunk first goes to malloc.
+        let b = Box::new(Bump::new());
+        let inline = b.inline.get() as usize..b.inline.get() as usize + INLINE_CHUNK;
+        let p = unsafe { b.alloc(layout(INLINE_CHUNK + 1, 1)) };
+        assert!(!p.is_null() && !inline.contains(&(p as usize)));
     }
 
     #[test]
