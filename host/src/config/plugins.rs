@@ -362,13 +362,34 @@ pub fn plugin_host(root: &Path) -> anyhow::Result<PluginHost> {
     PluginHost::new(HostOptions { cache_dir: cache_dir(root), max_instances: 4, ..HostOptions::default() })
 }
 
-/// Loads every resolved plugin in order. A plugin that fails to load is an
-/// error, unless it is optional: then it is left out with a warning.
+/// Loads every resolved plugin (side by side), in configured order. A
+/// plugin that fails to load is an error, unless it is optional: then it is
+/// left out with a warning.
 pub fn load_all(host: &PluginHost, plugins: &[ResolvedPlugin]) -> anyhow::Result<Vec<(ResolvedPlugin, LoadedPlugin)>> {
     let defaults = host.options().limits;
+    let load = |p: &ResolvedPlugin| host.load(p.load_request(defaults));
+    // Side by side: each load (read, digest, deserialize from the compile
+    // cache, link, `info`) is its own work, and `berth run` waits for the
+    // last one. The first in this thread; one thread for each other (in
+    // this thread too when none can be started).
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let others: Vec<_> = plugins
+            .iter()
+            .skip(1)
+            .map(|p| std::thread::Builder::new().name("berth-plugin-load".into()).spawn_scoped(scope, move || load(p)).map_err(|_| p))
+            .collect();
+        let first = plugins.first().map(load);
+        first
+            .into_iter()
+            .chain(others.into_iter().map(|other| match other {
+                Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(p) => load(p),
+            }))
+            .collect()
+    });
     let mut out = Vec::with_capacity(plugins.len());
-    for p in plugins {
-        match host.load(p.load_request(defaults)) {
+    for (p, result) in plugins.iter().zip(results) {
+        match result {
             Ok(loaded) => out.push((p.clone(), loaded)),
             Err(err) if p.optional => {
                 tracing::warn!(plugin = %p.name, error = %err, "optional plugin failed to load; skipped");
@@ -482,5 +503,36 @@ mod tests {
         let resolved = resolve(&entries, &only, None).unwrap();
         assert_eq!(resolved.len(), 1);
         assert_eq!(resolved[0].name, "y");
+    }
+
+    /// Loaded side by side, the plugins come back in configured order; an
+    /// optional one that cannot load is left out, a required one fails the
+    /// whole load naming it (real reference plugins: `cargo xtask build-plugins`).
+    #[test]
+    fn load_all_keeps_the_order_and_the_optional_rule() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin");
+        let names = ["seccomp-default", "resources", "privileged", "nomad-task"];
+        if let Some(missing) = names.iter().map(|n| dir.join(format!("{n}.wasm"))).find(|p| !p.is_file()) {
+            eprintln!("SKIP: {} not built (cargo xtask build-plugins)", missing.display());
+            return;
+        }
+        let mut text = String::new();
+        for name in names {
+            text.push_str(&format!("[[plugin]]\nname = \"{name}\"\npath = \"{name}.wasm\"\n"));
+            if name == "resources" {
+                text.push_str("[[plugin]]\nname = \"absent\"\npath = \"absent.wasm\"\noptional = true\n");
+            }
+        }
+        let resolved = resolve(&parse(&text).unwrap(), &PluginFlags::default(), Some(&dir)).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let host = plugin_host(cache.path()).unwrap();
+        let loaded = load_all(&host, &resolved).unwrap();
+        let order: Vec<(&str, &str)> = loaded.iter().map(|(p, l)| (p.name.as_str(), l.name())).collect();
+        assert_eq!(order, names.map(|n| (n, n)));
+
+        let text = text.replace("optional = true\n", "");
+        let resolved = resolve(&parse(&text).unwrap(), &PluginFlags::default(), Some(&dir)).unwrap();
+        let err = format!("{:#}", load_all(&host, &resolved).unwrap_err());
+        assert!(err.contains("cannot load plugin `absent`") && err.contains("absent.wasm"), "{err}");
     }
 }
