@@ -190,6 +190,47 @@ fn record_snapshotter(
     }
 }
 
+/// The container's active snapshot on the image's committed chain (unpacked
+/// first where missing): (snapshotter name, proxy snapshotter socket, mounts).
+fn prepare_snapshot(
+    settings: &Settings,
+    args: &RunArgs,
+    request: &ContainerRequest,
+    content: &ContentStore,
+    image: &berth_content::ResolvedImage,
+) -> anyhow::Result<(String, Option<PathBuf>, Vec<berth_snapshot::Mount>)> {
+    let root = &settings.root;
+    // Absolute in the record: `berth rm` may run from another directory.
+    let proxy_socket = settings.config.worker.proxy_snapshotter_socket.clone().map(|p| std::path::absolute(&p).unwrap_or(p));
+    let snapshotter_name = match &proxy_socket {
+        Some(_) => proxy_snapshotter_name(&settings.config.worker, args.snapshotter.as_deref())?,
+        None => choose_snapshotter(settings, args.snapshotter.as_deref())?,
+    };
+    // Its changes become durable all at once when it closes (the drop
+    // below, before the container exists): one fdatasync less than a
+    // durable prepare (see berth_snapshot::Durability::AtClose).
+    let snapshotter = match &proxy_socket {
+        Some(socket) => open_proxy_snapshotter(&settings.config.worker, socket, &snapshotter_name)?,
+        None => {
+            let snapshot_dir = root.join("snapshots").join(&snapshotter_name);
+            berth_snapshot::open_with(&snapshotter_name, &snapshot_dir, berth_snapshot::Durability::AtClose)
+                .with_context(|| format!("opening snapshotter {snapshotter_name} at {}", snapshot_dir.display()))?
+        }
+    };
+    let chain = unpack(content, image, snapshotter.as_ref())
+        .with_context(|| format!("unpacking {} into {snapshotter_name}", request.image))?;
+    let mut labels = berth_snapshot::Labels::new();
+    labels.insert("berth.io/container".into(), request.id.clone());
+    let mounts = snapshotter
+        .prepare(&request.id, chain.as_deref(), labels)
+        .with_context(|| format!("preparing the snapshot of container {}", request.id))?;
+    // The metadata takes one process at a time: not held while the
+    // container runs, so other runs on this root go on.
+    drop(snapshotter);
+    tracing::debug!(id = %request.id, "run: snapshot prepared");
+    Ok((snapshotter_name, proxy_socket, mounts))
+}
+
 /// `grace`: cgroup v1's attach grace period, being paid since berth
 /// started (crate::cli::run::prepay_attach_grace_period).
 pub fn run(
@@ -199,6 +240,7 @@ pub fn run(
     mut grace: Option<berth_runtime::cgroups::grace_period::AttachGracePeriod>,
 ) -> anyhow::Result<ExitCode> {
     let settings = Settings::load_for_run(global, args)?;
+    tracing::debug!(id = %request.id, "run: settings loaded");
     let root = settings.root.clone();
     let record_file = record_path(&root, &request.id)?;
     if record_file.exists() {
@@ -214,34 +256,22 @@ pub fn run(
         .find(&request.image)
         .with_context(|| format!("image {} is not in berth's store (berth image import/pull it first)", request.image))?;
     let image = berth_content::resolve_image(&content, &record.target, &Platform::host())?;
-    // Absolute in the record: `berth rm` may run from another directory.
-    let proxy_socket = settings.config.worker.proxy_snapshotter_socket.clone().map(|p| std::path::absolute(&p).unwrap_or(p));
-    let snapshotter_name = match &proxy_socket {
-        Some(_) => proxy_snapshotter_name(&settings.config.worker, args.snapshotter.as_deref())?,
-        None => choose_snapshotter(&settings, args.snapshotter.as_deref())?,
-    };
-    // Its changes become durable all at once when it closes (the drop
-    // below, before the container exists): one fdatasync less than a
-    // durable prepare (see berth_snapshot::Durability::AtClose).
-    let snapshotter = match &proxy_socket {
-        Some(socket) => open_proxy_snapshotter(&settings.config.worker, socket, &snapshotter_name)?,
-        None => {
-            let snapshot_dir = root.join("snapshots").join(&snapshotter_name);
-            berth_snapshot::open_with(&snapshotter_name, &snapshot_dir, berth_snapshot::Durability::AtClose)
-                .with_context(|| format!("opening snapshotter {snapshotter_name} at {}", snapshot_dir.display()))?
-        }
-    };
-    let chain = unpack(&content, &image, snapshotter.as_ref())
-        .with_context(|| format!("unpacking {} into {snapshotter_name}", request.image))?;
-    let mut labels = berth_snapshot::Labels::new();
-    labels.insert("berth.io/container".into(), request.id.clone());
-    let mounts = snapshotter
-        .prepare(&request.id, chain.as_deref(), labels)
-        .with_context(|| format!("preparing the snapshot of container {}", request.id))?;
-    // The metadata takes one process at a time: not held while the
-    // container runs, so other runs on this root go on.
-    drop(snapshotter);
-    tracing::debug!(id = %request.id, "run: snapshot prepared");
+    // The snapshot (metadata commits: fdatasyncs, ~3-5 ms) is prepared
+    // while the spec is assembled (the plugins: CPU); neither needs the
+    // other. A failed prepare ends the run as before (the plugin calls have
+    // no effect to undo); a failed assembly goes the way of any later error.
+    let (prepared, assembled) = std::thread::scope(|scope| {
+        let prepare = || prepare_snapshot(&settings, args, &request, &content, &image);
+        let preparing = std::thread::Builder::new().name("berth-prepare".into()).spawn_scoped(scope, prepare);
+        let assembled = super::assemble_spec(&settings, &request, &image.config, None);
+        tracing::debug!(id = %request.id, "run: spec assembled");
+        let prepared = match preparing {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => prepare(),
+        };
+        (prepared, assembled)
+    });
+    let (snapshotter_name, proxy_socket, mounts) = prepared?;
 
     let executor_name = args.runtime.clone().unwrap_or_else(|| "native".to_string());
     let container = ContainerRecord {
@@ -261,8 +291,7 @@ pub fn run(
     // the executor's delete).
     let mut parts_removed = false;
     let outcome = (|| -> anyhow::Result<i32> {
-        let assembled = super::assemble_spec(&settings, &request, &image.config, None)?;
-        tracing::debug!(id = %request.id, "run: spec assembled");
+        let assembled = assembled?;
         if args.explain {
             eprint!("{}", assembled.explanation);
         }
