@@ -7,13 +7,11 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod inputs;
 
 use std::path::PathBuf;
 
-use berth_plugin::{
-    HostFacts, HostOptions, ImageReference, LoadRequest, LoadedPlugin, Operation, PluginHost, PluginKind,
-    ResolveRequest,
-};
+use berth_plugin::{HostFacts, HostOptions, LoadRequest, LoadedPlugin, PluginHost, PluginKind, ResolveRequest};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -23,59 +21,11 @@ fn plugin_dir() -> PathBuf {
         .unwrap_or_else(|| common::target_dir().join("wasm32-wasip2/plugin"))
 }
 
-fn view() -> berth_spec::ContainerView {
-    let request = berth_spec::Request {
-        id: "bench".into(),
-        image: Some("docker.io/library/busybox:latest".into()),
-        image_config: berth_spec::view::ImageConfigView {
-            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
-            cmd: vec!["sh".into()],
-            ..Default::default()
-        },
-        options: vec![("memory".into(), "64m".into()), ("cpu".into(), "512".into())],
-        ..Default::default()
-    };
-    let (spec, _) = berth_spec::base_spec(&request).expect("sample spec");
-    berth_spec::container_view(&spec, &request)
-}
-
-fn facts() -> HostFacts {
-    HostFacts {
-        root: "/var/lib/berth/snapshots".into(),
-        filesystem_type: "ext4".into(),
-        kernel_version: "6.1.0".into(),
-        overlay_supported: true,
-        available: vec!["overlayfs".into(), "fuse-overlayfs".into(), "native".into()],
-        ..Default::default()
-    }
-}
-
-fn request() -> ResolveRequest {
-    ResolveRequest {
-        reference: ImageReference {
-            registry: "docker.io".into(),
-            repository: "library/busybox".into(),
-            tag: Some("latest".into()),
-            digest: None,
-        },
-        labels: vec![],
-        operation: Operation::Pull,
-    }
-}
-
 /// (name, path, config) of every plugin present.
 fn plugins() -> Vec<(String, PathBuf, serde_json::Value)> {
     let mut out = Vec::new();
     let dir = plugin_dir();
-    for (name, config) in [
-        ("privileged", json!({})),
-        ("resources", json!({})),
-        ("seccomp-default", json!({})),
-        ("nomad-task", json!({"env": {"A": "1"}})),
-        ("auto-snapshotter", json!({})),
-        ("hosts-resolver", json!({"docker.io": {"host": {"https://mirror.example.com": {"capabilities": ["pull"]}}}})),
-        ("stargz-labels", json!({})),
-    ] {
+    for (name, config) in inputs::reference_plugins() {
         let path = dir.join(format!("{name}.wasm"));
         if path.is_file() {
             out.push((name.to_string(), path, config));
@@ -107,7 +57,7 @@ fn benches(c: &mut Criterion) {
     let cache = tempfile::tempdir().expect("tempdir");
     let options = HostOptions { cache_dir: Some(cache.path().join("cache")), ..HostOptions::default() };
     let host = PluginHost::new(options.clone()).expect("host");
-    let (view, facts, request) = (view(), facts(), request());
+    let (view, facts, request) = (inputs::view(), inputs::facts(), inputs::resolve_request());
     let list = plugins();
     let loaded: Vec<LoadedPlugin> = list
         .iter()
