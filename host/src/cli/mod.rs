@@ -87,11 +87,15 @@ pub fn main() -> ExitCode {
     if std::env::args_os().next().is_some_and(|a| std::path::Path::new(&a).file_name().is_some_and(|n| n.to_string_lossy().ends_with("runc"))) {
         return runtime::main_runc();
     }
-    let cli = Cli::parse();
-    // First thing after parsing: every bit of delay before it lengthens
-    // `berth run` (see run::prepay_attach_grace_period).
-    let grace = match &cli.command {
-        Command::Run(args) => run::prepay_attach_grace_period(args),
+    let mut cli = Cli::parse();
+    // First thing after parsing (the detached id before any thread): every
+    // bit of delay before it lengthens `berth run` (see
+    // run::prepay_attach_grace_period).
+    let grace = match &mut cli.command {
+        Command::Run(args) => {
+            run::adopt_detached_id(args);
+            run::prepay_attach_grace_period(args)
+        }
         _ => None,
     };
     init_logging(&cli.global.log_level);

@@ -149,27 +149,34 @@ const DETACHED_ID_ENV: &str = "BERTH_DETACHED_ID";
 /// Set with it for containerd: where the child relays the task's output.
 const DETACHED_LOG_DIR_ENV: &str = "BERTH_DETACHED_LOG_DIR";
 
+/// The detached re-execution of a run (see `detach`) takes its container
+/// id out of the environment and becomes a foreground run of that name.
+/// First thing in `main`, before any thread starts: removing a variable is
+/// sound only while nothing else runs.
+pub fn adopt_detached_id(args: &mut RunArgs) {
+    if let Ok(id) = std::env::var(DETACHED_ID_ENV) {
+        // SAFETY: single-threaded here (see above); nothing reads the
+        // environment concurrently.
+        unsafe { std::env::remove_var(DETACHED_ID_ENV) };
+        args.name = Some(id);
+        args.detach = false;
+    }
+}
+
 /// The native executor's cgroup attach waits for an RCU grace period on
 /// cgroup v1 (see berth_runtime::cgroups::grace_period): for a run that
 /// will attach a container here (native backend and executor, in the
-/// foreground, or the detached re-execution of one), a thread starts paying
-/// it at once, while the configuration is read, the image resolved, the
-/// snapshot prepared and the spec assembled. It holds the host's cgroup lock
-/// while it waits, so the creation's cgroup writes wait for it.
+/// foreground), a thread starts paying it at once, while the configuration
+/// is read, the image resolved, the snapshot prepared and the spec
+/// assembled. It holds the host's cgroup lock while it waits, so the
+/// creation's cgroup writes wait for it.
 pub fn prepay_attach_grace_period(args: &RunArgs) -> Option<AttachGracePeriod> {
-    let foreground = !args.detach || std::env::var_os(DETACHED_ID_ENV).is_some();
     let native_executor = args.runtime.as_deref().is_none_or(|r| r == "native");
-    if args.backend.backend == BackendKind::Native && foreground && native_executor { AttachGracePeriod::start() } else { None }
+    if args.backend.backend == BackendKind::Native && !args.detach && native_executor { AttachGracePeriod::start() } else { None }
 }
 
-pub fn run(global: &GlobalArgs, mut args: RunArgs, grace: Option<AttachGracePeriod>) -> anyhow::Result<ExitCode> {
-    let detached_id = std::env::var(DETACHED_ID_ENV).ok();
-    if detached_id.is_some() {
-        // SAFETY: single-threaded here; nothing else reads the environment yet.
-        unsafe { std::env::remove_var(DETACHED_ID_ENV) };
-        args.detach = false;
-    }
-    let id = detached_id.or_else(|| args.name.clone()).unwrap_or_else(container::random_id);
+pub fn run(global: &GlobalArgs, args: RunArgs, grace: Option<AttachGracePeriod>) -> anyhow::Result<ExitCode> {
+    let id = args.name.clone().unwrap_or_else(container::random_id);
     let request = ContainerRequest {
         id: id.clone(),
         image: args.image.clone(),
